@@ -1,0 +1,102 @@
+"""Job outcomes as values: the Status enum, JobResult, and the run's exit code."""
+
+from __future__ import annotations
+
+import enum
+import signal
+from dataclasses import dataclass, field
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    ALLOWED = "allowed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    RESUMED = "ok (resumed)"
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether dependents may run after a job ending with this status."""
+        return self in (Status.OK, Status.ALLOWED, Status.RESUMED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class StopReason(str, enum.Enum):
+    """Why a run stopped early; each maps to the exit code SPEC.md gives it."""
+
+    TIMEOUT = "timeout"
+    SIGINT = "interrupt"
+    SIGTERM = "terminate"
+    FAIL_FAST = "fail-fast"
+
+
+STOP_EXIT_CODES = {StopReason.TIMEOUT: 124, StopReason.SIGINT: 130, StopReason.SIGTERM: 143}
+
+
+@dataclass
+class JobResult:
+    """What happened to one job; `bool(result)` tells whether it counts as success."""
+
+    name: str
+    status: Status
+    exit_code: int | None = None
+    signal: int | None = None
+    attempts: int = 0
+    start: float | None = None  # wall-clock epoch seconds
+    end: float | None = None
+    tail: str = ""  # the last lines of output, for the report
+    log_path: str | None = None
+    reason: str = ""  # why, in words, when the exit code alone does not say
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return max(0.0, self.end - self.start)
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.signal is None:
+            return None
+        try:
+            return signal.Signals(self.signal).name
+        except ValueError:
+            return f"signal {self.signal}"
+
+    @property
+    def last_line(self) -> str:
+        lines = [line for line in self.tail.splitlines() if line.strip()]
+        return lines[-1] if lines else self.reason
+
+    def __bool__(self) -> bool:
+        return self.status.succeeded
+
+
+@dataclass
+class RunSummary:
+    """All results of a run plus why it stopped, reduced to one exit code."""
+
+    results: list[JobResult] = field(default_factory=list)
+    stop_reason: StopReason | None = None
+    elapsed: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.stop_reason in STOP_EXIT_CODES:
+            return STOP_EXIT_CODES[self.stop_reason]
+        return 0 if all(self.results) else 1
+
+    def counts(self) -> dict[Status, int]:
+        counts = {status: 0 for status in Status}
+        for result in self.results:
+            counts[result.status] += 1
+        return {status: n for status, n in counts.items() if n}
+
+    def summary_line(self) -> str:
+        parts = [f"{n} {status}" for status, n in self.counts().items()]
+        return f"{', '.join(parts) or 'no jobs'} in {self.elapsed:.1f}s"
