@@ -32,10 +32,11 @@ class StopReason(str, enum.Enum):
     TIMEOUT = "timeout"
     SIGINT = "interrupt"
     SIGTERM = "terminate"
+    SIGHUP = "hangup"
     FAIL_FAST = "fail-fast"
 
 
-STOP_EXIT_CODES = {StopReason.TIMEOUT: 124, StopReason.SIGINT: 130, StopReason.SIGTERM: 143}
+STOP_EXIT_CODES = {StopReason.TIMEOUT: 124, StopReason.SIGINT: 130, StopReason.SIGTERM: 143, StopReason.SIGHUP: 129}
 
 
 @dataclass
@@ -84,6 +85,8 @@ class RunSummary:
     results: list[JobResult] = field(default_factory=list)
     stop_reason: StopReason | None = None
     elapsed: float = 0.0
+    run_id: str = ""
+    started: float | None = None  # wall-clock epoch seconds
 
     @property
     def exit_code(self) -> int:

@@ -1,0 +1,83 @@
+"""Admission gates: weighted resource semaphores taken all at once, in FIFO order."""
+
+from __future__ import annotations
+
+from collections import deque
+from contextlib import contextmanager
+from typing import Mapping
+
+from gevent.event import Event
+
+
+class _Waiter:
+    __slots__ = ("demand", "granted")
+
+    def __init__(self, demand: Mapping[str, int]):
+        self.demand = demand
+        self.granted = Event()
+
+
+class ResourceGate:
+    """Named capacities; a demand gets every unit it asks for at once or waits.
+
+    Waiters are served first come, first served per resource: a waiter that cannot be
+    served yet reserves its resources against later waiters, so a job asking for many
+    units is never starved by a stream of small ones, and no job ever holds part of what
+    it needs (so there is no deadlock).
+    """
+
+    def __init__(self, capacity: Mapping[str, int]):
+        self.capacity = dict(capacity)
+        self.free = dict(capacity)
+        self.waiters: deque[_Waiter] = deque()
+        self.in_use_peak = {name: 0 for name in capacity}
+
+    def acquire(self, demand: Mapping[str, int]) -> None:
+        """Block this greenlet until the whole demand is granted."""
+        if not demand:
+            return
+        for name, units in demand.items():
+            if units > self.capacity.get(name, 0):
+                raise ValueError(f"{units} units of {name!r} asked, capacity {self.capacity.get(name, 0)}")
+        waiter = _Waiter(demand)
+        self.waiters.append(waiter)
+        self._grant()
+        try:
+            waiter.granted.wait()
+        except BaseException:
+            if waiter.granted.is_set():
+                self.release(demand)
+            else:
+                self.waiters.remove(waiter)
+                self._grant()
+            raise
+
+    def release(self, demand: Mapping[str, int]) -> None:
+        for name, units in demand.items():
+            self.free[name] += units
+        self._grant()
+
+    def _grant(self) -> None:
+        reserved: set[str] = set()
+        for waiter in list(self.waiters):
+            names = waiter.demand.keys()
+            if not reserved.isdisjoint(names):
+                reserved.update(names)
+                continue
+            if all(self.free[name] >= units for name, units in waiter.demand.items()):
+                for name, units in waiter.demand.items():
+                    self.free[name] -= units
+                    used = self.capacity[name] - self.free[name]
+                    self.in_use_peak[name] = max(self.in_use_peak[name], used)
+                self.waiters.remove(waiter)
+                waiter.granted.set()
+            else:
+                reserved.update(names)
+
+    @contextmanager
+    def hold(self, demand: Mapping[str, int]):
+        self.acquire(demand)
+        try:
+            yield
+        finally:
+            self.release(demand)

@@ -1,0 +1,111 @@
+"""Which jobs run and in what order: selection, topological order, readiness and skips."""
+
+from __future__ import annotations
+
+import difflib
+import graphlib
+from typing import Iterable, Mapping
+
+from orchestrator.errors import UsageError
+from orchestrator.model import Job
+
+
+def base_name(name: str) -> str:
+    """`build[ARCH=arm64]` -> `build`: the name a matrix job was written under."""
+    return name.split("[", 1)[0]
+
+
+def select(jobs: Mapping[str, Job], targets: Iterable[str] = (), tags: Iterable[str] = ()) -> list[str]:
+    """The named jobs (a matrix name means all its expansions) and those with any of the
+    tags, plus everything they need; all jobs when neither is given. File order."""
+    targets, tags = list(targets), set(tags)
+    if not targets and not tags:
+        return list(jobs)
+    by_base: dict[str, list[str]] = {}
+    for name in jobs:
+        by_base.setdefault(base_name(name), []).append(name)
+    wanted: list[str] = []
+    for target in targets:
+        if target in jobs:
+            wanted.append(target)
+        elif target in by_base:
+            wanted.extend(by_base[target])
+        else:
+            close = difflib.get_close_matches(target, list(by_base) + list(jobs), n=1)
+            hint = f'; did you mean "{close[0]}"?' if close else "; `orchestrate list FILE` shows the jobs"
+            raise UsageError(f'no job named "{target}"{hint}')
+    if tags:
+        matching = [name for name, job in jobs.items() if tags & set(job.tags)]
+        if not matching:
+            known = sorted({tag for job in jobs.values() for tag in job.tags})
+            raise UsageError(f"no job has tag {', '.join(sorted(tags))} (tags in this file: {', '.join(known) or 'none'})")
+        wanted.extend(matching)
+    selected: set[str] = set()
+    stack = wanted
+    while stack:
+        name = stack.pop()
+        if name not in selected:
+            selected.add(name)
+            stack.extend(jobs[name].needs)
+    return [name for name in jobs if name in selected]
+
+
+def order(jobs: Mapping[str, Job], names: Iterable[str]) -> list[str]:
+    """A valid run order of the selected jobs (needs first), stable in file order."""
+    names = list(names)
+    index = {name: i for i, name in enumerate(names)}
+    sorter = graphlib.TopologicalSorter({name: [n for n in jobs[name].needs if n in index] for name in names})
+    sorter.prepare()
+    ordered: list[str] = []
+    while sorter.is_active():
+        batch = sorted(sorter.get_ready(), key=index.__getitem__)
+        ordered.extend(batch)
+        sorter.done(*batch)
+    return ordered
+
+
+class Plan:
+    """Readiness tracking for a run: which jobs may start, which must be skipped.
+
+    Each need is counted once; a job becomes ready when its last need succeeded and is
+    skipped (with everything after it) as soon as one need did not.
+    """
+
+    def __init__(self, jobs: Mapping[str, Job], names: Iterable[str]):
+        self.names = list(names)
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.waiting_on: dict[str, int] = {}
+        self.dependents: dict[str, list[str]] = {name: [] for name in self.names}
+        for name in self.names:
+            needs = [need for need in jobs[name].needs if need in self.index]
+            self.waiting_on[name] = len(needs)
+            for need in needs:
+                self.dependents[need].append(name)
+        self.finished_names: set[str] = set()
+
+    def initially_ready(self) -> list[str]:
+        return [name for name in self.names if self.waiting_on[name] == 0]
+
+    def finish(self, name: str, succeeded: bool) -> tuple[list[str], list[str]]:
+        """Record that `name` ended; return (newly ready, newly skipped) in file order."""
+        self.finished_names.add(name)
+        ready: list[str] = []
+        skipped: list[str] = []
+        if succeeded:
+            for dependent in self.dependents[name]:
+                self.waiting_on[dependent] -= 1
+                if self.waiting_on[dependent] == 0 and dependent not in self.finished_names:
+                    ready.append(dependent)
+        else:
+            stack = list(self.dependents[name])
+            while stack:
+                dependent = stack.pop()
+                if dependent not in self.finished_names:
+                    self.finished_names.add(dependent)
+                    skipped.append(dependent)
+                    stack.extend(self.dependents[dependent])
+        return sorted(ready, key=self.index.__getitem__), sorted(skipped, key=self.index.__getitem__)
+
+    @property
+    def done(self) -> bool:
+        return len(self.finished_names) == len(self.names)

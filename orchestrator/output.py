@@ -1,0 +1,144 @@
+"""Log files and the reporter actor: the only writer to the terminal."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+
+import gevent
+from gevent.queue import Queue
+
+from orchestrator.results import JobResult
+
+OUTPUT_MODES = ("grouped", "stream", "failed", "none")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.=,-]")
+COPY_CHUNK = 1 << 20
+
+
+def log_file_name(job_name: str) -> str:
+    """A file name for a job's log: readable, and never a path or a clash."""
+    safe = _UNSAFE.sub("_", job_name).strip(".") or "_"
+    if safe != job_name:
+        safe += "-" + hashlib.sha1(job_name.encode()).hexdigest()[:8]
+    return safe + ".log"
+
+
+class LogStore:
+    """One log file per job under `directory`, opened for each attempt."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+
+    def path(self, job_name: str) -> str:
+        return os.path.join(self.directory, log_file_name(job_name))
+
+
+class Reporter:
+    """An actor: the engine sends events to its inbox; only it writes to the terminal.
+
+    `grouped` prints each job's whole output when it ends, in one block, so output of
+    parallel jobs never interleaves; `stream` prints lines as they come, prefixed
+    `[job] `; `failed` prints only failed jobs' output; `none` prints no job output.
+    """
+
+    def __init__(self, mode: str = "grouped", stream=None, quiet: bool = False):
+        self.mode = mode
+        self.quiet = quiet
+        self.stream = stream if stream is not None else sys.stdout.buffer
+        self.inbox: Queue = Queue()
+        self.partial: dict[str, bytes] = {}
+        self.greenlet = gevent.spawn(self._loop)
+
+    # -- the interface the engine talks to (each only posts a message) --
+    def job_started(self, name: str) -> None:
+        self.inbox.put(("started", name))
+
+    def job_output(self, name: str, data: bytes) -> None:
+        if self.mode == "stream":
+            self.inbox.put(("output", name, data))
+
+    def job_finished(self, result: JobResult) -> None:
+        self.inbox.put(("finished", result))
+
+    def message(self, text: str) -> None:
+        self.inbox.put(("message", text))
+
+    def close(self) -> None:
+        """Wait until everything sent so far is written."""
+        self.inbox.put(("close",))
+        self.greenlet.join()
+
+    @property
+    def wants_output(self) -> bool:
+        return self.mode == "stream"
+
+    # -- the actor --
+    def _loop(self) -> None:
+        for message in self.inbox:
+            kind = message[0]
+            if kind == "close":
+                break
+            getattr(self, "_on_" + kind)(*message[1:])
+        self._flush()
+
+    def _on_started(self, name: str) -> None:
+        pass
+
+    def _on_output(self, name: str, data: bytes) -> None:
+        pending = self.partial.get(name, b"") + data
+        lines = pending.split(b"\n")
+        self.partial[name] = lines.pop()
+        if lines:
+            prefix = f"[{name}] ".encode()
+            self._write(b"".join(prefix + line + b"\n" for line in lines))
+
+    def _on_finished(self, result: JobResult) -> None:
+        if self.mode == "stream":
+            rest = self.partial.pop(result.name, b"")
+            if rest:
+                self._write(f"[{result.name}] ".encode() + rest + b"\n")
+        elif self.mode == "grouped" and not (self.quiet and result):
+            self._print_log(result)
+        elif self.mode == "failed" and not result:
+            self._print_log(result)
+
+    def _on_message(self, text: str) -> None:
+        self._write(text.encode("utf-8", "replace") + b"\n")
+
+    def _print_log(self, result: JobResult) -> None:
+        if result.log_path is None or not os.path.exists(result.log_path):
+            return
+        header = f"--- {result.name} ({result.status}) ---\n".encode()
+        with open(result.log_path, "rb") as log:
+            first = log.read(COPY_CHUNK)
+            if not first:
+                return
+            body = first if first.endswith(b"\n") else first + b"\n"
+            # One write for the common small log keeps blocks whole even when other
+            # processes (a parallel make) share the terminal.
+            if len(first) < COPY_CHUNK:
+                self._write(header + body)
+                return
+            self._write(header + first)
+            last = first
+            while chunk := log.read(COPY_CHUNK):
+                self._write(chunk)
+                last = chunk
+            if not last.endswith(b"\n"):
+                self._write(b"\n")
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the reader went away; the logs still have everything
+
+    def _flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError:
+            pass

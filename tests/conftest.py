@@ -1,0 +1,41 @@
+"""Shared test helpers: the controllable child and running the real CLI."""
+
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+CHILD = os.path.join(TESTS, "child.py")
+
+
+def child(*actions) -> str:
+    """A shell command string running tests/child.py with these actions."""
+    return " ".join(shlex.quote(str(a)) for a in (sys.executable, CHILD, *actions))
+
+
+def child_argv(*actions) -> list[str]:
+    return [sys.executable, CHILD, *map(str, actions)]
+
+
+def run_cli(*args, cwd=None, env=None, timeout=120, **kwargs) -> subprocess.CompletedProcess:
+    """The real command line in a fresh interpreter, as a user runs it."""
+    full_env = dict(os.environ, **(env or {}))
+    full_env.pop("MAKEFLAGS", None)
+    full_env.pop("MFLAGS", None)
+    return subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture
+def write_jobs(tmp_path):
+    """Write a job file into tmp_path and return its path."""
+
+    def write(text: str, name: str = "jobs.yaml") -> str:
+        path = tmp_path / name
+        path.write_text(text)
+        return str(path)
+
+    return write

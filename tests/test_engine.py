@@ -1,0 +1,142 @@
+"""The scheduler with a fake executor: limits, gates, policies, skips, stops."""
+
+import gevent
+import pytest
+
+from fakes import FakeExecutor, jobs_of, make_engine
+from orchestrator.model import Job
+from orchestrator.results import Status, StopReason
+
+
+def job(name, needs=(), **kwargs):
+    return Job(name=name, run="true", needs=tuple(needs), **kwargs)
+
+
+def statuses(summary):
+    return {r.name: r.status for r in summary.results}
+
+
+def test_most_running_never_exceeds_jobs_limit():
+    jobs = jobs_of(*(job(f"j{i}") for i in range(40)))
+    executor = FakeExecutor(default_duration=0.01)
+    summary = make_engine(jobs, executor, jobs_limit=3).run()
+    assert executor.peak == 3
+    assert summary.exit_code == 0
+    assert len(executor.started) == 40
+
+
+def test_resource_capacity_is_never_exceeded_and_weighted():
+    jobs = jobs_of(*(job(f"j{i}", resources={"db": 1 + i % 2}) for i in range(20)))
+    executor = FakeExecutor(default_duration=0.01)
+    make_engine(jobs, executor, jobs_limit=8, capacities={"db": 3}).run()
+    assert 2 <= executor.resource_peak["db"] <= 3
+
+
+def test_three_jobs_each_needing_two_of_three_units_all_finish():
+    jobs = jobs_of(*(job(f"j{i}", resources={"r": 2}) for i in range(3)))
+    executor = FakeExecutor(default_duration=0.02)
+    summary = make_engine(jobs, executor, jobs_limit=3, capacities={"r": 3}).run()
+    assert all(r.status == Status.OK for r in summary.results)
+    assert executor.resource_peak["r"] == 2
+
+
+def test_needs_run_first_in_dependency_order():
+    jobs = jobs_of(job("c", needs=["b"]), job("b", needs=["a"]), job("a"))
+    executor = FakeExecutor()
+    make_engine(jobs, executor).run()
+    assert executor.started == ["a", "b", "c"]
+
+
+def test_failure_skips_dependents_and_default_policy_starts_nothing_new():
+    jobs = jobs_of(job("bad"), job("slow"), job("after_bad", needs=["bad"]), job("later", needs=["slow"]))
+    executor = FakeExecutor(durations={"slow": 0.2, "bad": 0.01}, codes={"bad": 1})
+    summary = make_engine(jobs, executor, jobs_limit=2).run()
+    assert statuses(summary) == {"bad": Status.FAILED, "slow": Status.OK,
+                                 "after_bad": Status.SKIPPED, "later": Status.CANCELLED}
+    assert summary.exit_code == 1
+
+
+def test_keep_going_runs_everything_not_depending_on_the_failure():
+    jobs = jobs_of(job("bad"), job("slow"), job("after_bad", needs=["bad"]), job("later", needs=["slow"]))
+    executor = FakeExecutor(durations={"slow": 0.2}, codes={"bad": 1})
+    summary = make_engine(jobs, executor, jobs_limit=2, policy="keep-going").run()
+    assert statuses(summary) == {"bad": Status.FAILED, "slow": Status.OK,
+                                 "after_bad": Status.SKIPPED, "later": Status.OK}
+
+
+def test_fail_fast_interrupts_running_jobs_and_cancels_the_rest():
+    jobs = jobs_of(job("bad"), job("slow"), job("queued"), job("after", needs=["slow"]))
+    executor = FakeExecutor(durations={"slow": 30, "bad": 0.05, "queued": 30}, codes={"bad": 2})
+    summary = make_engine(jobs, executor, jobs_limit=2, policy="fail-fast").run()
+    got = statuses(summary)
+    assert got["bad"] == Status.FAILED and got["slow"] == Status.INTERRUPTED
+    assert got["after"] == Status.SKIPPED or got["after"] == Status.CANCELLED
+    assert got["queued"] in (Status.INTERRUPTED, Status.CANCELLED)
+    assert summary.exit_code == 1
+
+
+def test_allowed_failure_does_not_fail_or_skip():
+    jobs = jobs_of(job("flaky", allow_failure=True), job("next", needs=["flaky"]))
+    summary = make_engine(jobs, FakeExecutor(codes={"flaky": 1})).run()
+    assert statuses(summary) == {"flaky": Status.ALLOWED, "next": Status.OK}
+    assert summary.exit_code == 0
+
+
+def test_retries_until_success_with_attempt_numbers():
+    jobs = jobs_of(job("flaky", retries=3))
+    executor = FakeExecutor(codes={"flaky": [1, 1, 0]})
+    summary = make_engine(jobs, executor).run()
+    assert executor.attempts == [("flaky", 1), ("flaky", 2), ("flaky", 3)]
+    assert summary.results[0].status == Status.OK and summary.results[0].attempts == 3
+
+
+def test_retries_exhausted_fails():
+    jobs = jobs_of(job("bad", retries=1, retry_delay=0.01))
+    summary = make_engine(jobs, FakeExecutor(codes={"bad": 1})).run()
+    assert summary.results[0].status == Status.FAILED and summary.results[0].attempts == 2
+
+
+def test_run_timeout_interrupts_and_cancels_with_exit_124():
+    jobs = jobs_of(job("long"), job("after", needs=["long"]), job("waiting"))
+    executor = FakeExecutor(durations={"long": 30, "waiting": 30})
+    summary = make_engine(jobs, executor, jobs_limit=1, timeout=0.1).run()
+    got = statuses(summary)
+    assert got == {"long": Status.INTERRUPTED, "after": Status.SKIPPED, "waiting": Status.CANCELLED}
+    assert summary.exit_code == 124
+
+
+def test_stop_from_a_signal_gives_its_exit_code():
+    jobs = jobs_of(job("long"))
+    engine = make_engine(jobs, FakeExecutor(durations={"long": 30}))
+    gevent.spawn_later(0.05, engine.stop, StopReason.SIGINT)
+    summary = engine.run()
+    assert statuses(summary) == {"long": Status.INTERRUPTED}
+    assert summary.exit_code == 130
+
+
+def test_kill_now_ends_runners_that_ignore_the_stop():
+    class Stubborn(FakeExecutor):
+        def run_attempt(self, job, attempt, env, log_path, stop, on_output):
+            gevent.sleep(30)
+
+    engine = make_engine(jobs_of(job("stubborn")), Stubborn())
+    gevent.spawn_later(0.05, engine.stop, StopReason.SIGTERM)
+    gevent.spawn_later(0.1, engine.kill_now)
+    with gevent.Timeout(5):
+        summary = engine.run()
+    assert statuses(summary) == {"stubborn": Status.INTERRUPTED}
+    assert summary.exit_code == 143
+
+
+def test_each_job_gets_exactly_one_result_in_a_wide_dag():
+    layers = [[job(f"l0_{i}") for i in range(10)]]
+    for depth in range(1, 5):
+        prev = layers[-1]
+        layers.append([job(f"l{depth}_{i}", needs=[prev[i].name, prev[(i + 1) % 10].name]) for i in range(10)])
+    jobs = jobs_of(*(j for layer in layers for j in layer))
+    executor = FakeExecutor(default_duration=0.001)
+    summary = make_engine(jobs, executor, jobs_limit=4).run()
+    assert len(summary.results) == 50 and all(summary.results)
+    position = {name: i for i, name in enumerate(executor.started)}
+    for j in jobs.values():
+        assert all(position[need] < position[j.name] for need in j.needs)
