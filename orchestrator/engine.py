@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -30,6 +31,14 @@ class EngineOptions:
     run_id: str = ""
 
 
+class NoTokens:
+    """The slot gate when no make jobserver limits us: the -j pool is the only limit."""
+
+    @contextmanager
+    def hold(self):
+        yield
+
+
 class JobRunner(Greenlet):
     """One job: its attempts, retries and retry delays, ending in a JobResult value."""
 
@@ -43,7 +52,12 @@ class JobRunner(Greenlet):
         engine, job = self.engine, self.job
         log_path = engine.log_path(job.name)
         on_output = (lambda data: engine.reporter.job_output(job.name, data)) if engine.reporter.wants_output else None
-        self.started_at = time.time()
+        with engine.slots.hold():
+            self.started_at = time.time()
+            return self._attempts(log_path, on_output)
+
+    def _attempts(self, log_path, on_output) -> JobResult:
+        engine, job = self.engine, self.job
         engine.reporter.job_started(job.name)
         attempt = 0
         while True:
@@ -93,7 +107,7 @@ class Engine:
         self.log_store = log_store
         self.base_env = base_env
         self.gate = ResourceGate(capacities or {})
-        self.token_gate = token_gate
+        self.slots = token_gate or NoTokens()
         self.pool = Pool(max(1, options.jobs))
         self.admissions = Group()
         self.results: dict[str, AsyncResult] = {name: AsyncResult() for name in self.plan.names}
