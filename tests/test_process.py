@@ -1,0 +1,132 @@
+"""Real processes through orchestrator.process, driven by tests/child.py."""
+
+import io
+import os
+import resource
+import signal
+import time
+
+import gevent
+import pytest
+from gevent.event import Event
+
+from conftest import child, child_argv
+from orchestrator.process import OutputSink, run_process
+
+
+def run(argv, timeout=30, grace=1.0, stop=None, log=None, cwd=None, env=None):
+    sink = OutputSink(log if log is not None else io.BytesIO())
+    return run_process(argv, env, cwd, sink, timeout, grace, stop), sink
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pid, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    return not alive(pid)
+
+
+@pytest.mark.parametrize("code", [0, 1, 3, 127, 255])
+def test_exit_codes(code):
+    result, _ = run(child_argv("exit", code))
+    assert result.exit_code == code and result.signal is None
+    assert result.succeeded == (code == 0)
+
+
+def test_killed_by_a_signal_reports_the_signal():
+    result, _ = run(child_argv("kill-self", "SIGKILL"))
+    assert result.signal == signal.SIGKILL and result.exit_code is None and not result.succeeded
+
+
+def test_stdout_and_stderr_merged_in_order():
+    log = io.BytesIO()
+    run(child_argv("print", "one", "stderr", "two", "print", "three"), log=log)
+    assert log.getvalue() == b"one\ntwo\nthree\n"
+
+
+def test_shell_string_runs_through_sh():
+    log = io.BytesIO()
+    result, _ = run(["/bin/sh", "-c", "echo $((6*7)); exit 4"], log=log)
+    assert log.getvalue() == b"42\n" and result.exit_code == 4
+
+
+def test_timeout_kills_a_group_whose_shell_ignores_sigterm(tmp_path):
+    pidfile = tmp_path / "pid"
+    script = f"trap '' TERM; {child('ignore-term', 'pidfile', pidfile, 'sleep', 60)}"
+    started = time.monotonic()
+    result, _ = run(["/bin/sh", "-c", script], timeout=0.5, grace=0.5)
+    assert result.timed_out and result.signal == signal.SIGKILL
+    assert time.monotonic() - started < 15
+    assert wait_gone(int(pidfile.read_text()))
+
+
+def test_stop_event_terminates_with_sigterm():
+    stop = Event()
+    gevent.spawn_later(0.3, stop.set)
+    result, _ = run(child_argv("sleep", 60), stop=stop)
+    assert result.stopped and not result.timed_out and result.signal == signal.SIGTERM
+
+
+def test_background_grandchild_holding_the_pipe_neither_hangs_nor_survives(tmp_path):
+    pidfile = tmp_path / "bg"
+    started = time.monotonic()
+    log = io.BytesIO()
+    result, _ = run(child_argv("print", "before", "background", 60, pidfile, "print", "after"), grace=0.3, log=log)
+    assert result.exit_code == 0
+    assert time.monotonic() - started < 10
+    assert log.getvalue() == b"before\nafter\n"
+    assert wait_gone(int(pidfile.read_text()))
+
+
+def test_fifty_megabytes_land_whole_in_the_log_with_flat_memory(tmp_path):
+    size = 50 * 1024 * 1024
+    log_path = tmp_path / "big.log"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open(log_path, "wb") as log:
+        result, sink = run(child_argv("bytes", size), log=log)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert result.exit_code == 0
+    assert os.path.getsize(log_path) == size
+    assert len(sink.tail_text()) <= 8192
+    assert grown_kib < 20 * 1024
+
+
+def test_command_not_found_is_exit_127_with_a_reason():
+    result, _ = run(["no-such-command-xyz"])
+    assert result.exit_code == 127 and "command not found: no-such-command-xyz" in result.reason
+
+
+def test_missing_cwd_fails_with_a_reason(tmp_path):
+    result, _ = run(child_argv("exit", 0), cwd=str(tmp_path / "nope"))
+    assert not result.succeeded and "no such directory" in result.reason
+
+
+def test_missing_shell_is_command_not_found():
+    result, _ = run(["/no/such/shell", "-c", "true"])
+    assert result.exit_code == 127 and "/no/such/shell" in result.reason
+
+
+def test_hub_stays_responsive_while_jobs_run():
+    ticks = []
+    ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.01)) for _ in range(30)])
+    run(child_argv("bytes", 5 * 1024 * 1024, "sleep", 0.3))
+    ticker.join()
+    assert len(ticks) == 30
+
+
+def test_log_write_failure_fails_the_job_with_a_reason():
+    class FullDisk:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    result, sink = run(child_argv("print", "hello"), log=FullDisk())
+    assert not result.succeeded and "No space left on device" in result.reason
+    assert sink.tail_text() == b"hello\n"
