@@ -97,7 +97,8 @@ class Engine:
 
     def __init__(self, jobs: Mapping[str, Job], names, executor: Executor, reporter,
                  options: EngineOptions, capacities: Mapping[str, int] | None = None,
-                 log_store=None, base_env: Mapping[str, str] | None = None, token_gate=None):
+                 log_store=None, base_env: Mapping[str, str] | None = None, token_gate=None,
+                 resumed: frozenset[str] = frozenset(), on_result=None):
         self.jobs = jobs
         self.plan = Plan(jobs, names)
         self.executor = executor
@@ -108,6 +109,8 @@ class Engine:
         self.base_env = base_env
         self.gate = ResourceGate(capacities or {})
         self.slots = token_gate or NoTokens()
+        self.resumed = resumed  # done in the previous run; not run again
+        self.on_result = on_result
         self.pool = Pool(max(1, options.jobs))
         self.admissions = Group()
         self.results: dict[str, AsyncResult] = {name: AsyncResult() for name in self.plan.names}
@@ -154,7 +157,9 @@ class Engine:
 
     def _release(self, names) -> None:
         for name in names:
-            if self.halted:
+            if name in self.resumed:
+                self.finished.put((name, JobResult(name, Status.RESUMED, log_path=self.log_path(name))))
+            elif self.halted:
                 self.finished.put((name, self._unstarted(name, Status.CANCELLED)))
             else:
                 admission = Greenlet(self._admit, self.jobs[name])
@@ -198,13 +203,10 @@ class Engine:
         self.finished.put((runner.job.name, result))
 
     def _record(self, name: str, result: JobResult) -> None:
-        self.results[name].set(result)
-        self.reporter.job_finished(result)
+        self._set_result(result)
         ready, skipped = self.plan.finish(name, bool(result))
         for skipped_name in skipped:
-            skip = self._unstarted(skipped_name, Status.SKIPPED, reason=f"needs {name} ({result.status})")
-            self.results[skipped_name].set(skip)
-            self.reporter.job_finished(skip)
+            self._set_result(self._unstarted(skipped_name, Status.SKIPPED, reason=f"needs {name} ({result.status})"))
         if not result and result.status in (Status.FAILED, Status.TIMEOUT):
             if self.options.policy == "fail-fast":
                 self.stop(StopReason.FAIL_FAST)
@@ -212,6 +214,12 @@ class Engine:
                 self.halted = True
                 self.admissions.kill(block=False)
         self._release(ready)
+
+    def _set_result(self, result: JobResult) -> None:
+        self.results[result.name].set(result)
+        self.reporter.job_finished(result)
+        if self.on_result is not None:
+            self.on_result(result)
 
     def _unstarted(self, name: str, status: Status, reason: str = "") -> JobResult:
         return JobResult(name, status, reason=reason)

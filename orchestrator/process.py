@@ -108,6 +108,7 @@ class Process:
             raise
         finally:
             os.close(write_fd)
+        _running_jobs[self.pid] = (env or {}).get("ORCHESTRATE_JOB", "")
         # Started before the hub runs again, so the SIGCHLD for this pid cannot be missed.
         self._child = hub.loop.child(self.pid)
         self._child.start(self._on_exit)
@@ -135,6 +136,8 @@ class Process:
     def _on_exit(self) -> None:
         self.status = self._child.rstatus
         self._child.stop()
+        _running_jobs.pop(self.pid, None)
+        orphans.sweep_soon()
         self.exited.set()
 
     def _on_readable(self) -> None:
@@ -233,9 +236,107 @@ def run_process(argv, env, cwd, sink: OutputSink, timeout: float | None, kill_gr
 
 
 _leftover_groups: set[int] = set()
+_running_jobs: dict[int, str] = {}  # leader pid -> job name
+
+
+class Orphans:
+    """Descendants that escaped their job's session (setsid, double fork, nohup &).
+
+    As a child subreaper, every such orphan is reparented to this process (and reaped by
+    gevent's SIGCHLD handler). A sweep kills the orphans whose job has ended, known by the
+    ORCHESTRATE_JOB and ORCHESTRATE_RUN_ID they inherited; the final sweep kills them all.
+    Sweeps after job ends are coalesced, so thousands of short jobs cost a few scans.
+    """
+
+    SWEEP_DELAY = 0.1
+    PR_SET_CHILD_SUBREAPER = 36
+
+    def __init__(self):
+        self.run_id: str | None = None
+        self.protected: set[int] = set()  # our own helpers (worker processes)
+        self._scheduled = None
+
+    def become_subreaper(self, run_id: str) -> bool:
+        self.run_id = run_id
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            return libc.prctl(self.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            return False
+
+    def sweep_soon(self) -> None:
+        if self.run_id is not None and self._scheduled is None:
+            self._scheduled = gevent.spawn_later(self.SWEEP_DELAY, self.sweep)
+
+    def sweep(self, everything: bool = False) -> int:
+        """Kill orphans of ended jobs (all orphans when `everything`); return how many."""
+        self._scheduled = None
+        killed = 0
+        running = set(_running_jobs.values())
+        for pid in self._children():
+            if pid in _running_jobs or pid in self.protected:
+                continue
+            job, run_id = _job_of(pid)
+            if everything or (run_id == self.run_id and job not in running):
+                _kill_process_and_group(pid)
+                killed += 1
+        return killed
+
+    def kill_all(self, patience: float = 2.0) -> None:
+        """Until no orphan is left: killing one may orphan its own children."""
+        deadline = gevent.get_hub().loop.now() + patience
+        while self.sweep(everything=True) and gevent.get_hub().loop.now() < deadline:
+            gevent.sleep(0.02)
+
+    @staticmethod
+    def _children() -> list[int]:
+        me = os.getpid()
+        children = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rpartition(b")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me and fields[0] != b"Z":
+                children.append(int(entry.name))
+        return children
+
+
+def _job_of(pid: int) -> tuple[str | None, str | None]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            variables = environ.read().split(b"\0")
+    except OSError:
+        return None, None
+    found = {}
+    for variable in variables:
+        if variable.startswith(b"ORCHESTRATE_"):
+            key, _, value = variable.partition(b"=")
+            found[key] = value.decode(errors="replace")
+    return found.get(b"ORCHESTRATE_JOB"), found.get(b"ORCHESTRATE_RUN_ID")
+
+
+def _kill_process_and_group(pid: int) -> None:
+    try:
+        pgid = os.getpgid(pid)
+        if pgid != os.getpgrp():
+            os.killpg(pgid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+orphans = Orphans()
 
 
 def kill_all_leftovers() -> None:
     """At the end of a run: nothing a job started may outlive it."""
     while _leftover_groups:
         kill_group(_leftover_groups.pop(), signal.SIGKILL)
+    if orphans.run_id is not None:
+        orphans.kill_all()

@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
+import uuid
 from dataclasses import dataclass, field
 
 import gevent
 
-from orchestrator import graph
+from orchestrator import graph, state
+from orchestrator.errors import UsageError
 from orchestrator.engine import Engine, EngineOptions
 from orchestrator.executors.local import LocalExecutor
 from orchestrator.loader import load
 from orchestrator.output import LogStore, Reporter
-from orchestrator.process import kill_all_leftovers
+from orchestrator.process import kill_all_leftovers, orphans
 from orchestrator.results import RunSummary, StopReason
 
 SIGNAL_STOPS = {signal.SIGINT: StopReason.SIGINT, signal.SIGTERM: StopReason.SIGTERM, signal.SIGHUP: StopReason.SIGHUP}
@@ -62,14 +65,61 @@ def print_dry_run(jobfile, names, stdout) -> None:
     stdout.flush()
 
 
+class History:
+    """The run's record under .orchestrate/: a line per finished job, written at once;
+    fdatasync runs in gevent's threadpool, batched, so the hub never waits for the disk."""
+
+    def __init__(self, path: str, start: dict):
+        self.writer = state.HistoryWriter(path)
+        self.run_id = start["run_id"]
+        self.writer.append(start)
+        self.syncing = None
+        self.dirty = True
+
+    def record(self, result) -> None:
+        self.writer.append(state.job_record(self.run_id, result))
+        self.dirty = True
+        if self.syncing is None:
+            self.syncing = gevent.spawn(self._sync)
+
+    def _sync(self) -> None:
+        while self.dirty:
+            self.dirty = False
+            gevent.get_hub().threadpool.apply(self.writer.sync)
+        self.syncing = None
+
+    def close(self) -> None:
+        if self.syncing is not None:
+            self.syncing.join()
+        self.writer.sync()
+        self.writer.close()
+
+
+def resumed_jobs(jobfile, names, request: RunRequest) -> frozenset[str]:
+    if not request.resume:
+        return frozenset()
+    previous = state.read_previous_run(state.history_path(request.file))
+    if previous is None:
+        return frozenset()
+    try:
+        return frozenset(state.jobs_to_skip(previous, jobfile.jobs, names))
+    except state.ResumeRefused as refused:
+        raise UsageError(f"cannot resume {request.file}: {refused}") from None
+
+
 def execute(jobfile, names, request: RunRequest) -> RunSummary:
+    resumed = resumed_jobs(jobfile, names, request)
     log_dir = request.log_dir or os.path.join(jobfile.directory, ".orchestrate", "logs")
     output = "failed" if request.quiet and request.output == "grouped" else request.output
     reporter = Reporter(output)
     options = EngineOptions(jobs=request.jobs or os.cpu_count() or 1, policy=request.policy, timeout=request.timeout)
     executor = LocalExecutor(kill_grace=request.kill_grace)
+    options.run_id = uuid.uuid4().hex[:12]
+    history = History(state.history_path(request.file),
+                      state.start_record(options.run_id, time.time(), jobfile.jobs, names))
     engine = Engine(jobfile.jobs, names, executor, reporter, options, capacities=jobfile.resources,
-                    log_store=LogStore(log_dir))
+                    log_store=LogStore(log_dir), resumed=resumed, on_result=history.record)
+    orphans.become_subreaper(options.run_id)
     handlers = [gevent.signal_handler(signum, _on_signal, engine, reason, reporter)
                 for signum, reason in SIGNAL_STOPS.items()]
     try:
@@ -80,6 +130,7 @@ def execute(jobfile, names, request: RunRequest) -> RunSummary:
         kill_all_leftovers()
         executor.close()
         reporter.close()
+        history.close()
 
 
 def _on_signal(engine: Engine, reason: StopReason, reporter: Reporter) -> None:

@@ -1,0 +1,116 @@
+"""Run history under `.orchestrate/` beside the job file, and what `--resume` reruns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from orchestrator.model import Job
+from orchestrator.results import JobResult
+
+FINGERPRINT_FIELDS = ("run", "env", "cwd", "shell", "needs", "matrix", "resources", "timeout", "retries")
+
+
+def history_path(jobfile_path: str) -> str:
+    directory = os.path.join(os.path.dirname(os.path.abspath(jobfile_path)), ".orchestrate")
+    return os.path.join(directory, os.path.basename(jobfile_path) + ".history.jsonl")
+
+
+def fingerprint(job: Job) -> dict[str, str]:
+    """A short hash per field that decides what a job does, so a change can be named."""
+    def digest(value) -> str:
+        if isinstance(value, Mapping):
+            value = sorted(value.items())
+        return hashlib.blake2b(repr(value).encode(), digest_size=6).hexdigest()
+
+    return {name: digest(getattr(job, name)) for name in FINGERPRINT_FIELDS}
+
+
+class HistoryWriter:
+    """Appends one JSON line per event; each line is written whole and at once, so a run
+    killed with SIGKILL leaves every finished job on record. `sync` (fdatasync) is called by
+    the caller, which may batch it off the hub."""
+
+    def __init__(self, path: str):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def append(self, record: dict) -> None:
+        os.write(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def start_record(run_id: str, started: float, jobs: Mapping[str, Job], names: Iterable[str]) -> dict:
+    return {"event": "run", "run_id": run_id, "started": started,
+            "jobs": {name: fingerprint(jobs[name]) for name in names}}
+
+
+def job_record(run_id: str, result: JobResult) -> dict:
+    return {"event": "job", "run_id": run_id, "name": result.name, "status": result.status.value,
+            "exit_code": result.exit_code, "signal": result.signal, "attempts": result.attempts,
+            "start": result.start, "end": result.end}
+
+
+@dataclass
+class PreviousRun:
+    run_id: str
+    fingerprints: dict[str, dict[str, str]]
+    succeeded: set[str]
+
+
+def read_previous_run(path: str) -> PreviousRun | None:
+    """The last run on record; torn or foreign lines (a crash mid-write) are ignored."""
+    try:
+        with open(path, "rb") as history:
+            lines = history.read().splitlines()
+    except FileNotFoundError:
+        return None
+    last_start = None
+    for index, line in enumerate(lines):
+        if line.startswith(b'{"event":"run"'):
+            last_start = index
+    if last_start is None:
+        return None
+    try:
+        start = json.loads(lines[last_start])
+    except ValueError:
+        return None
+    previous = PreviousRun(start["run_id"], start["jobs"], set())
+    for line in lines[last_start + 1:]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("run_id") == previous.run_id and record.get("status") in ("ok", "allowed", "ok (resumed)"):
+            previous.succeeded.add(record["name"])
+    return previous
+
+
+class ResumeRefused(Exception):
+    """The job file changed so that the last run's record no longer says what is done."""
+
+
+def jobs_to_skip(previous: PreviousRun, jobs: Mapping[str, Job], names: list[str]) -> set[str]:
+    """Jobs done last time that need not run again: succeeded, unchanged, and not after a
+    job that must rerun."""
+    for name in names:
+        if name in previous.succeeded:
+            old = previous.fingerprints.get(name, {})
+            changed = [field for field, value in fingerprint(jobs[name]).items() if old.get(field) != value]
+            if changed:
+                raise ResumeRefused(f'job "{name}" changed since the last run ({", ".join(changed)}); '
+                                    "run without --resume to start over")
+    selected = set(names)
+    done = {name for name in names if name in previous.succeeded}
+    for name in names:  # names are in a valid order: needs come first
+        if name in done and any(need in selected and need not in done for need in jobs[name].needs):
+            done.discard(name)
+    return done
