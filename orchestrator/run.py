@@ -112,14 +112,14 @@ def execute(jobfile, names, request: RunRequest) -> RunSummary:
     log_dir = request.log_dir or os.path.join(jobfile.directory, ".orchestrate", "logs")
     output = "failed" if request.quiet and request.output == "grouped" else request.output
     reporter = Reporter(output)
-    options = EngineOptions(jobs=request.jobs or os.cpu_count() or 1, policy=request.policy, timeout=request.timeout)
-    executor = LocalExecutor(kill_grace=request.kill_grace)
-    options.run_id = uuid.uuid4().hex[:12]
+    options = EngineOptions(jobs=request.jobs or os.cpu_count() or 1, policy=request.policy,
+                            timeout=request.timeout, run_id=uuid.uuid4().hex[:12])
+    orphans.become_subreaper(options.run_id)
+    executor = make_executor(request, options.run_id)
     history = History(state.history_path(request.file),
                       state.start_record(options.run_id, time.time(), jobfile.jobs, names))
     engine = Engine(jobfile.jobs, names, executor, reporter, options, capacities=jobfile.resources,
                     log_store=LogStore(log_dir), resumed=resumed, on_result=history.record)
-    orphans.become_subreaper(options.run_id)
     handlers = [gevent.signal_handler(signum, _on_signal, engine, reason, reporter)
                 for signum, reason in SIGNAL_STOPS.items()]
     try:
@@ -127,10 +127,18 @@ def execute(jobfile, names, request: RunRequest) -> RunSummary:
     finally:
         for handler in handlers:
             handler.cancel()
-        kill_all_leftovers()
         executor.close()
+        kill_all_leftovers()
         reporter.close()
         history.close()
+
+
+def make_executor(request: RunRequest, run_id: str):
+    if request.processes > 1:
+        from orchestrator.executors.processes import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(request.processes, request.kill_grace, run_id)
+    return LocalExecutor(kill_grace=request.kill_grace)
 
 
 def _on_signal(engine: Engine, reason: StopReason, reporter: Reporter) -> None:

@@ -2,7 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from orchestrator.process import OutputSink, ProcessResult, run_process
+
+
+@dataclass(frozen=True)
+class AttemptSpec:
+    """Everything needed to run one attempt, as plain picklable values (for workers too)."""
+
+    argv: tuple[str, ...]
+    env: dict
+    cwd: str | None
+    timeout: float | None
+    attempt: int
+    log_path: str | None
+
+
+def spec_for(job, attempt: int, env, log_path) -> AttemptSpec:
+    return AttemptSpec(tuple(job.argv), dict(env), job.cwd, job.timeout, attempt, log_path)
+
+
+def run_attempt_spec(spec: AttemptSpec, stop, on_output, kill_grace: float) -> ProcessResult:
+    """Open the log (fresh on the first attempt, appended on retries) and run the attempt."""
+    log_file = None
+    if spec.log_path is not None:
+        try:
+            log_file = open(spec.log_path, "wb" if spec.attempt == 1 else "ab", buffering=0)
+        except OSError as exc:
+            return ProcessResult(reason=f"cannot open log {spec.log_path}: {exc.strerror}")
+    sink = OutputSink(log_file, on_output)
+    try:
+        if spec.attempt > 1:
+            sink.write(f"--- attempt {spec.attempt} ---\n".encode())
+        return run_process(spec.argv, spec.env, spec.cwd, sink, spec.timeout, kill_grace, stop)
+    finally:
+        if log_file is not None:
+            log_file.close()
 
 
 class LocalExecutor:
@@ -10,20 +46,7 @@ class LocalExecutor:
         self.kill_grace = kill_grace
 
     def run_attempt(self, job, attempt, env, log_path, stop, on_output) -> ProcessResult:
-        log_file = None
-        if log_path is not None:
-            try:
-                log_file = open(log_path, "wb" if attempt == 1 else "ab", buffering=0)
-            except OSError as exc:
-                return ProcessResult(reason=f"cannot open log {log_path}: {exc.strerror}")
-            if attempt > 1:
-                log_file.write(f"--- attempt {attempt} ---\n".encode())
-        try:
-            sink = OutputSink(log_file, on_output)
-            return run_process(job.argv, env, job.cwd, sink, job.timeout, self.kill_grace, stop)
-        finally:
-            if log_file is not None:
-                log_file.close()
+        return run_attempt_spec(spec_for(job, attempt, env, log_path), stop, on_output, self.kill_grace)
 
     def close(self) -> None:
         pass

@@ -1,0 +1,728 @@
+"""Read a YAML job file into a validated JobFile; every problem is a JobFileError at FILE:LINE:COL."""
+
+from __future__ import annotations
+
+import difflib
+import gc
+import itertools
+import math
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
+from typing import NoReturn
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.events import (
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.resolver import Resolver
+
+from .errors import JobFileError
+from .model import NAME_PATTERN, Job, JobFile, Position, frozen_map, parse_duration
+
+# libyaml parses about five times faster; the pure-Python parser is only a fallback.
+_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_PARSER_TAKES_BYTES = _PARSER is not yaml.SafeLoader
+
+# Limits that keep hostile or runaway files to a few seconds and a few hundred MB.
+MAX_BYTES = 64 * 1024 * 1024
+MAX_NODES = 2_000_000  # YAML values parsed: about 1.3 s and 230 MB per million
+MAX_VISITS = 5_000_000  # values read along the schema, counting every alias use and expansion
+MAX_MERGE_DEPTH = 64
+
+_CORE = "tag:yaml.org,2002:"
+STR, INT, FLOAT, BOOL, NULL = (_CORE + t for t in ("str", "int", "float", "bool", "null"))
+MAP, SEQ, MERGE, TIMESTAMP, VALUE = (_CORE + t for t in ("map", "seq", "merge", "timestamp", "value"))
+_SCALAR_TAGS = {None, "!", STR, INT, FLOAT, BOOL, NULL, MERGE}
+_STRING_TAGS = {STR, MERGE, VALUE}  # `<<` or `=` as a value is just text
+_TYPE_NAMES = {STR: "a string", INT: "a number", FLOAT: "a number", BOOL: "a boolean",
+               NULL: "null", TIMESTAMP: "a date"}
+
+_TOP_KEYS = ("version", "env", "resources", "defaults", "jobs")
+_JOB_KEYS = ("run", "needs", "resources", "timeout", "retries", "retry_delay", "env", "cwd",
+             "allow_failure", "tags", "description", "shell", "matrix")
+_JOB_ONLY_KEYS = ("run", "needs", "matrix")
+_DEFAULT_KEYS = tuple(key for key in _JOB_KEYS if key not in _JOB_ONLY_KEYS)
+
+_ENV_NAME = re.compile(r"[^=\0]+")
+_SELECTOR = re.compile(r"(?P<base>[A-Za-z0-9_.-]+)\[(?P<pairs>.*)\]", re.DOTALL)
+_LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # what libyaml counts as a new line
+_EMPTY = frozen_map()
+
+SCALAR, LIST, MAPPING = "scalar", "list", "mapping"
+
+
+def load(path: str) -> JobFile:
+    """Read and validate the job file at `path`."""
+    return load_text(_read_bytes(path), path)
+
+
+def load_text(data: bytes | str, path: str) -> JobFile:
+    """Validate job file contents; `path` names it in errors and anchors relative `cwd`s."""
+    # The GC would rescan the growing node tree again and again: 5x slower on big files.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        root = _compose(_check_source(data, path), path)
+        return _Reader(path).read_file(root)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(MAX_BYTES + 1)  # one more byte tells "too big" without reading it all
+    except IsADirectoryError:
+        problem = "is a directory; pass the path of a YAML job file"
+    except FileNotFoundError:
+        problem = "no such file; pass the path of a YAML job file"
+    except PermissionError:
+        problem = "permission denied: cannot read the job file"
+    except OSError as error:
+        problem = f"cannot read the job file: {error.strerror or error}"
+    except ValueError as error:  # e.g. a NUL byte in the path
+        problem = f"cannot open the job file: {error}"
+    raise JobFileError(path, 1, 1, problem)
+
+
+def _check_source(data: bytes | str, path: str) -> bytes | str:
+    """The text as the parser wants it, after checking its size and that it is UTF-8."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if len(raw) > MAX_BYTES:
+        raise JobFileError(path, 1, 1, f"the job file is larger than {MAX_BYTES >> 20} MB; "
+                                       "split it into smaller files")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        before = raw[:error.start].decode("utf-8")
+        line, column = _line_column(before, len(before))
+        raise JobFileError(path, line, column,
+                           f"the job file is not UTF-8 text: byte 0x{raw[error.start]:02x} "
+                           "cannot start a character here; save the file as UTF-8") from None
+    return raw if _PARSER_TAKES_BYTES else text
+
+
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of character `index`, counting line breaks as libyaml does."""
+    line, line_start = 1, 0
+    for match in _LINE_BREAK.finditer(text, 0, index):
+        line, line_start = line + 1, match.end()
+    return line, index - line_start + 1
+
+
+class _Node:
+    """One composed YAML value; every alias of an anchor shares the anchor's node."""
+
+    __slots__ = ("kind", "tag", "value", "mark", "plain")
+
+    def __init__(self, kind, tag, value, mark, plain=False):
+        self.kind = kind
+        self.tag = tag  # an explicit tag, or the resolved one once asked for
+        self.value = value  # str; list of nodes; or key, value, key, value, ... nodes
+        self.mark = mark
+        self.plain = plain  # unquoted and untagged: its type comes from how it looks
+
+
+def _compose(source: bytes | str, path: str) -> _Node | None:
+    """Build the node tree from parser events; yaml.compose cannot be stopped part way."""
+    parser = _PARSER(source)
+    try:
+        return _Composer(path).run(parser.get_event)
+    except yaml.YAMLError as error:
+        raise _syntax_error(error, source, path) from None
+    finally:
+        parser.dispose()
+
+
+class _Composer:
+    """Turns parser events into _Nodes, refusing past MAX_NODES so memory stays bounded."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.anchors: dict[str, _Node] = {}
+        self.open: list[_Node] = []  # collections still being read, innermost last
+        self.open_anchors: list[str | None] = []
+        self.root: _Node | None = None
+        self.documents = 0
+        self.count = 0
+
+    def run(self, get_event) -> _Node | None:
+        while True:
+            event = get_event()
+            cls = event.__class__
+            if cls is ScalarEvent:
+                self.add(self.scalar(event), event)
+            elif cls is MappingStartEvent:
+                self.start(event, MAPPING)
+            elif cls is SequenceStartEvent:
+                self.start(event, LIST)
+            elif cls is MappingEndEvent or cls is SequenceEndEvent:
+                self.end()
+            elif cls is AliasEvent:
+                self.add(self.alias(event), event)
+            elif cls is DocumentStartEvent:
+                self.document(event)
+            elif cls is StreamEndEvent:
+                return self.root
+
+    def add(self, node: _Node, event) -> None:
+        """Put a node into the collection being read (or make it the root)."""
+        self.count += 1
+        if self.count > MAX_NODES:
+            self.fail(event, f"the job file has more than {MAX_NODES:,} YAML values; "
+                             "split it into smaller files")
+        if self.open:
+            self.open[-1].value.append(node)
+        else:
+            self.root = node
+
+    def scalar(self, event) -> _Node:
+        self.check_tag(event, _SCALAR_TAGS)
+        explicit = event.tag not in (None, "!")
+        node = _Node(SCALAR, event.tag if explicit else None, event.value, event.start_mark,
+                     not explicit and event.implicit[0])
+        if event.anchor is not None:
+            self.anchors[event.anchor] = node
+        return node
+
+    def start(self, event, kind: str) -> None:
+        self.check_tag(event, {None, "!", MAP if kind == MAPPING else SEQ})
+        node = _Node(kind, None, [], event.start_mark)
+        self.add(node, event)
+        self.open.append(node)
+        self.open_anchors.append(event.anchor)
+
+    def end(self) -> None:
+        node, anchor = self.open.pop(), self.open_anchors.pop()
+        # Registering only now makes a self-referencing alias an error, not an endless value.
+        if anchor is not None:
+            self.anchors[anchor] = node
+
+    def alias(self, event) -> _Node:
+        node = self.anchors.get(event.anchor)
+        if node is not None:
+            return node
+        if event.anchor in self.open_anchors:
+            self.fail(event, f"alias *{event.anchor} refers to a value that contains it")
+        self.fail(event, f"unknown alias *{event.anchor}; define &{event.anchor} before using it")
+
+    def document(self, event) -> None:
+        self.documents += 1
+        if self.documents > 1:
+            self.fail(event, "the job file holds more than one YAML document; remove the extra ---")
+
+    def check_tag(self, event, allowed) -> None:
+        if event.tag not in allowed:
+            tag = event.tag.replace(_CORE, "!!")
+            self.fail(event, f'tag "{tag}" is not allowed here: a job file holds only strings, '
+                             "numbers, booleans, lists and mappings")
+
+    def fail(self, event, message: str) -> NoReturn:
+        mark = event.start_mark
+        raise JobFileError(self.path, mark.line + 1, mark.column + 1, message)
+
+
+def _syntax_error(error: yaml.YAMLError, source: bytes | str, path: str) -> JobFileError:
+    """A parser error at the spot it names."""
+    if isinstance(error, yaml.reader.ReaderError):
+        # libyaml counts bytes, the Python reader characters.
+        prefix = source[:error.position]
+        text = prefix.decode("utf-8", "replace") if isinstance(prefix, bytes) else prefix
+        line, column = _line_column(text, len(text))
+        return JobFileError(path, line, column, f"invalid character in the job file: {error.reason}")
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    message = f"invalid YAML: {getattr(error, 'problem', None) or error}"
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and context_mark:
+        message += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    if _char_at(source, mark) == "\t":
+        message += "; indent with spaces, not tabs"
+    return JobFileError(path, line, column, message)
+
+
+def _char_at(source: bytes | str, mark) -> str:
+    if mark is None:
+        return ""
+    text = source.decode("utf-8") if isinstance(source, bytes) else source
+    lines = _LINE_BREAK.split(text)
+    if mark.line >= len(lines) or mark.column >= len(lines[mark.line]):
+        return ""
+    return lines[mark.line][mark.column]
+
+
+@dataclass
+class _Draft:
+    """A job read from the file whose needs are not resolved yet."""
+
+    fields: dict  # Job keyword arguments, all but name and needs
+    needs: list  # (text, node) of each need as written
+
+
+class _Reader:
+    """Walks the node tree along the schema, converting values and checking them at their node."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.directory = os.path.dirname(os.path.abspath(path))
+        self.visits = 0
+        self.flattened: dict[int, dict] = {}  # id(mapping node) -> entries: shared merges read once
+        self.resolver = Resolver()
+        self.constructor = SafeConstructor()
+        self.declared: dict[str, int] = {}
+        self.defaults: dict = {}
+        self.base_env: dict[str, str] = {}
+        self.drafts: dict[str, _Draft] = {}
+        self.groups: dict[str, list[str]] = {}  # matrix job -> its expansions
+        self.field_readers = {
+            "run": self.read_run, "resources": self.read_resources, "timeout": self.read_timeout,
+            "retries": self.read_retries, "retry_delay": self.read_retry_delay,
+            "cwd": self.read_cwd, "allow_failure": self.read_allow_failure,
+            "tags": self.read_tags, "description": self.read_description,
+            "shell": self.read_shell,
+        }
+
+    # -- the file -------------------------------------------------------------------------
+
+    def read_file(self, root: _Node | None) -> JobFile:
+        if root is None or (root.kind == SCALAR and self.tag(root) == NULL):
+            raise JobFileError(self.path, 1, 1, "the job file is empty; it needs at least "
+                                                "a jobs: mapping of job name to job")
+        top = self.entries(root, "the job file", "a mapping with a jobs: key")
+        self.check_keys(top, _TOP_KEYS, "at the top level")
+        version = self.read_version(top["version"][1]) if "version" in top else 1
+        file_env = self.read_env(top["env"][1], "env") if "env" in top else {}
+        if "resources" in top:
+            self.declared = self.read_declared(top["resources"][1])
+        self.base_env = dict(file_env)
+        if "defaults" in top:
+            self.read_defaults(top["defaults"][1])
+        if "jobs" not in top:
+            self.fail(root, "the job file has no jobs: add a jobs: mapping of job name to job")
+        self.read_jobs(top["jobs"][1])
+        jobs = self.resolve_jobs()
+        self.check_cycles(jobs)
+        return JobFile(self.path, jobs=frozen_map(jobs), env=frozen_map(file_env),
+                       resources=frozen_map(self.declared), version=version)
+
+    def read_version(self, node: _Node) -> int:
+        value = self.scalar_value(node)
+        if type(value) is not int or value != 1:
+            self.fail(node, f"version must be 1, got {self.describe(node)}; "
+                            "this orchestrate reads version 1 job files")
+        return value
+
+    def read_declared(self, node: _Node) -> dict[str, int]:
+        declared = {}
+        for name, (key, value) in self.entries(node, "resources", "a mapping of name to units").items():
+            self.check_name(key, name, "resource name")
+            declared[name] = self.integer(value, f'resource "{name}"', 1)
+        return declared
+
+    def read_defaults(self, node: _Node) -> None:
+        entries = self.entries(node, "defaults", "a mapping of job keys")
+        for name, (key, _) in entries.items():
+            if name in _JOB_ONLY_KEYS:
+                self.fail(key, f'defaults cannot set "{name}": give each job its own {name}:')
+        self.check_keys(entries, _DEFAULT_KEYS, "in defaults")
+        for name, (_, value) in entries.items():
+            if name == "env":
+                self.base_env.update(self.read_env(value, "env of defaults"))
+            else:
+                self.defaults[name] = self.field_readers[name](value, "defaults")
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def read_jobs(self, node: _Node) -> None:
+        entries = self.entries(node, "jobs", "a mapping of job name to job")
+        if not entries:
+            self.fail(node, "jobs is empty: add at least one job, e.g. test: {run: make test}")
+        shared_env = frozen_map(self.base_env)  # most jobs add nothing: share one mapping
+        for name, (key, value) in entries.items():
+            self.read_job(name, key, value, shared_env)
+
+    def read_job(self, name: str, key: _Node, node: _Node, shared_env) -> None:
+        self.check_name(key, name, "job name")
+        owner = f'job "{name}"'
+        entries = self.entries(node, owner, "a mapping with a run: key")
+        self.check_keys(entries, _JOB_KEYS, f"in {owner}")
+        if "run" not in entries:
+            self.fail(key, f"{owner} has no run: give it a command, e.g. run: make test")
+        fields = dict(self.defaults)
+        env = None
+        for field, (_, value) in entries.items():
+            if field == "env":
+                env = {**self.base_env, **self.read_env(value, f"env of {owner}")}
+            elif field not in _JOB_ONLY_KEYS or field == "run":
+                fields[field] = self.field_readers[field](value, owner)
+        needs = self.read_needs(entries["needs"][1], owner) if "needs" in entries else []
+        fields["position"] = Position(key.mark.line + 1, key.mark.column + 1)
+        if "matrix" in entries:
+            axes = self.read_matrix(entries["matrix"][1], owner)
+            self.expand(name, fields, env or self.base_env, needs, axes)
+        else:
+            fields["env"] = shared_env if env is None else frozen_map(env)
+            self.drafts[name] = _Draft(fields, needs)
+
+    def expand(self, name: str, fields: dict, env: dict, needs: list, axes: list) -> None:
+        """One job per combination of matrix values, named like build[ARCH=arm64,OS=linux]."""
+        keys = [key for key, _ in axes]
+        group = self.groups[name] = []
+        for values in itertools.product(*(values for _, values in axes)):
+            matrix = dict(zip(keys, values))
+            expanded = name + "[" + ",".join(f"{k}={v}" for k, v in matrix.items()) + "]"
+            self.drafts[expanded] = _Draft(
+                {**fields, "env": frozen_map({**env, **matrix}), "matrix": frozen_map(matrix)}, needs)
+            group.append(expanded)
+
+    def read_matrix(self, node: _Node, owner: str) -> list[tuple[str, list[str]]]:
+        what = f"matrix of {owner}"
+        entries = self.entries(node, what, "a mapping of variable to values")
+        if not entries:
+            self.fail(node, f"{what} is empty; give it a variable, e.g. ARCH: [x86_64, arm64]")
+        axes = []
+        for name, (key, value) in entries.items():
+            self.check_env_name(key, name, what)
+            values: dict[str, _Node] = {}
+            for item in self.items(value, f"{name} in the {what}", "a list of values"):
+                text = self.env_value(item, f"a value of {name} in the {what}")
+                if text in values:
+                    self.fail(item, f'"{text}" appears twice in {name} in the {what}')
+                values[text] = item
+            if not values:
+                self.fail(value, f"{name} in the {what} has no values; list at least one")
+            axes.append((name, list(values)))
+        size = math.prod(len(values) for _, values in axes)
+        if size > MAX_VISITS // 10:
+            self.fail(node, f"{what} expands to {size:,} jobs; the limit is {MAX_VISITS // 10:,}")
+        self.charge(node, size)
+        return axes
+
+    def read_needs(self, node: _Node, owner: str) -> list[tuple[str, _Node]]:
+        what = f"needs of {owner}"
+        return [(self.word(item, what), item)
+                for item in self.items(node, what, "a list of job names, e.g. [build]")]
+
+    # -- needs and cycles -----------------------------------------------------------------
+
+    def resolve_jobs(self) -> dict[str, Job]:
+        jobs = {}
+        for name, draft in self.drafts.items():
+            needs: list[str] = []
+            for text, node in draft.needs:
+                found = self.resolve_need(text, node)
+                self.charge(node, len(found))
+                needs.extend(found)
+            jobs[name] = Job(name=name, needs=tuple(dict.fromkeys(needs)), **draft.fields)
+        return jobs
+
+    def resolve_need(self, text: str, node: _Node) -> list[str]:
+        """A job, every expansion of a matrix job, or the expansions a selector like build[ARCH=arm64] picks."""
+        if text in self.drafts:
+            return [text]
+        found = self.groups.get(text) or self.select_expansions(text)
+        if not found:
+            candidates = itertools.chain(self.drafts, self.groups)
+            hint = _suggest(text, candidates, "no job has that name")
+            self.fail(node, f'unknown need "{text}"; {hint}')
+        return found
+
+    def select_expansions(self, text: str) -> list[str]:
+        match = _SELECTOR.fullmatch(text)
+        if not match or match["base"] not in self.groups:
+            return []
+        wanted = [pair.partition("=") for pair in match["pairs"].split(",")]
+        return [name for name in self.groups[match["base"]]
+                if all(sep and self.drafts[name].fields["matrix"].get(key) == value
+                       for key, sep, value in wanted)]
+
+    def check_cycles(self, jobs: dict[str, Job]) -> None:
+        try:
+            TopologicalSorter({name: job.needs for name, job in jobs.items()}).prepare()
+        except CycleError as error:
+            self.report_cycle(error.args[1])
+
+    def report_cycle(self, found: list[str]) -> NoReturn:
+        # graphlib lists a cycle in run order; "a -> b" here reads "a needs b".
+        members = found[::-1][:-1]
+        order = {name: index for index, name in enumerate(self.drafts)}
+        start = min(range(len(members)), key=lambda i: order[members[i]])
+        cycle = members[start:] + members[:start]
+        first, second = cycle[0], (cycle + cycle)[1]
+        node = next(node for text, node in self.drafts[first].needs
+                    if second in self.resolve_need(text, node))
+        self.fail(node, f"dependency cycle: {' -> '.join(cycle + [first])}; "
+                        "each job needs the next, so none can start: remove one of these needs")
+
+    # -- job fields -----------------------------------------------------------------------
+
+    def read_run(self, node: _Node, owner: str) -> str | tuple[str, ...]:
+        what = f"run of {owner}"
+        if node.kind == LIST:
+            argv = tuple(self.word(item, what) for item in self.items(node, what, ""))
+            if not argv:
+                self.fail(node, f"{what} is an empty list; give a command and its arguments, "
+                                "e.g. [pytest, -q]")
+            return argv
+        command = self.text(node, what, "a string or a list of strings")
+        if not command.strip():
+            self.fail(node, f"{what} is empty; give it a command, e.g. run: make test")
+        return command
+
+    def read_resources(self, node: _Node, owner: str):
+        what = f"resources of {owner}"
+        if node.kind == LIST:
+            demand = {}
+            for item in self.items(node, what, ""):
+                name = self.word(item, what)
+                if name in demand:
+                    self.fail(item, f'resource "{name}" is listed twice in {what}; '
+                                    f"write {{{name}: 2}} to take 2 units")
+                demand[name] = self.check_demand(item, item, name, 1, owner)
+        else:
+            entries = self.entries(node, what, "a list of names or a mapping of name to units")
+            demand = {name: self.check_demand(key, value, name,
+                                              self.integer(value, f'units of "{name}" in {what}', 1), owner)
+                      for name, (key, value) in entries.items()}
+        return frozen_map(demand) if demand else _EMPTY
+
+    def check_demand(self, name_node: _Node, units_node: _Node, name: str, units: int, owner: str) -> int:
+        if name not in self.declared:
+            hint = _suggest(name, self.declared, f"add it there, e.g. {name}: 1")
+            self.fail(name_node, f'resource "{name}" is not declared under resources: {hint}')
+        if units > self.declared[name]:
+            self.fail(units_node, f'{owner} asks for {units} units of "{name}" but it has '
+                                  f"{self.declared[name]}; it could never start")
+        return units
+
+    def read_timeout(self, node: _Node, owner: str) -> float | None:
+        if node.kind == SCALAR and self.tag(node) == NULL:
+            return None  # lets a job drop a timeout from defaults
+        seconds = self.duration(node, f"timeout of {owner}")
+        if seconds <= 0:
+            self.fail(node, f"timeout of {owner} must be more than 0; use null for no limit")
+        return seconds
+
+    def read_retries(self, node: _Node, owner: str) -> int:
+        return self.integer(node, f"retries of {owner}", 0)
+
+    def read_retry_delay(self, node: _Node, owner: str) -> float:
+        return self.duration(node, f"retry_delay of {owner}")
+
+    def read_cwd(self, node: _Node, owner: str) -> str:
+        cwd = self.text(node, f"cwd of {owner}")
+        if not cwd:
+            self.fail(node, f"cwd of {owner} is empty; leave it out to run in the job file's folder")
+        return os.path.normpath(os.path.join(self.directory, cwd))
+
+    def read_allow_failure(self, node: _Node, owner: str) -> bool:
+        value = self.scalar_value(node)
+        if type(value) is not bool:
+            self.fail(node, f"allow_failure of {owner} must be true or false, got {self.describe(node)}")
+        return value
+
+    def read_tags(self, node: _Node, owner: str) -> tuple[str, ...]:
+        what = f"tags of {owner}"
+        tags = [self.word(item, what) for item in self.items(node, what, "a list of tags, e.g. [slow]")]
+        for item, tag in zip(node.value, tags):
+            self.check_name(item, tag, "tag")
+        return tuple(dict.fromkeys(tags))
+
+    def read_description(self, node: _Node, owner: str) -> str:
+        return self.text(node, f"description of {owner}")
+
+    def read_shell(self, node: _Node, owner: str) -> tuple[str, ...]:
+        what = f"shell of {owner}"
+        if node.kind == LIST:
+            argv = tuple(self.word(item, what) for item in self.items(node, what, ""))
+        else:
+            try:  # "bash -eu" is a shell and its flags; the command follows -c
+                argv = (*shlex.split(self.text(node, what, "a string or a list of strings")), "-c")
+            except ValueError as error:
+                self.fail(node, f"{what} cannot be split into words: {error}")
+        if not argv or argv == ("-c",):
+            self.fail(node, f"{what} is empty; give a shell, e.g. shell: bash")
+        return argv
+
+    def read_env(self, node: _Node, what: str) -> dict[str, str]:
+        env = {}
+        for name, (key, value) in self.entries(node, what, "a mapping of variable to value").items():
+            self.check_env_name(key, name, what)
+            env[name] = self.env_value(value, f"{name} in {what}")
+        return env
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def check_keys(self, entries: dict, allowed: tuple[str, ...], where: str) -> None:
+        for name, (key, _) in entries.items():
+            if name not in allowed:
+                hint = _suggest(name, allowed, "expected one of: " + ", ".join(allowed))
+                self.fail(key, f'unknown key "{name}" {where}; {hint}')
+
+    def check_name(self, node: _Node, name: str, what: str) -> None:
+        if not NAME_PATTERN.fullmatch(name):
+            self.fail(node, f'{what} "{name}" is not valid: use only letters, digits, "_", "." and "-"')
+
+    def check_env_name(self, node: _Node, name: str, what: str) -> None:
+        if not _ENV_NAME.fullmatch(name):
+            self.fail(node, f'variable name "{name}" in {what} is not valid: '
+                            'it must be non-empty, without "=" or NUL')
+
+    # -- YAML values --------------------------------------------------------------------------
+
+    def entries(self, node: _Node, what: str, expected: str) -> dict[str, tuple[_Node, _Node]]:
+        """A mapping's keys (as written) to (key node, value node), with merge keys applied."""
+        if node.kind != MAPPING:
+            self.fail(node, f"{what} must be {expected}, got {self.describe(node)}")
+        found = self.flattened_mapping(node, 0)
+        self.charge(node, len(found))
+        return found
+
+    def flattened_mapping(self, node: _Node, depth: int) -> dict:
+        found = self.flattened.get(id(node))
+        if found is None:
+            if depth > MAX_MERGE_DEPTH:
+                self.fail(node, f"merge keys (<<) nest more than {MAX_MERGE_DEPTH} deep")
+            found = self.flattened[id(node)] = self.flatten(node, depth)
+        return found
+
+    def flatten(self, node: _Node, depth: int) -> dict:
+        own: dict[str, tuple[_Node, _Node]] = {}
+        sources: list[_Node] = []
+        items = node.value
+        for index in range(0, len(items), 2):
+            key, value = items[index], items[index + 1]
+            if key.kind != SCALAR:
+                self.fail(key, f"a mapping key must be a name, got {self.describe(key)}")
+            name = key.value
+            if (name == "<<" and key.plain) or key.tag == MERGE:
+                sources.extend(self.merge_sources(value))
+            elif name in own:
+                first = own[name][0].mark
+                self.fail(key, f'duplicate key "{name}" (first at line {first.line + 1}, '
+                               f"column {first.column + 1}); remove one")
+            else:
+                own[name] = (key, value)
+        if not sources:
+            return own
+        merged: dict[str, tuple[_Node, _Node]] = {}
+        for source in sources:  # earlier sources win over later ones, own keys over all
+            entries = self.flattened_mapping(source, depth + 1)
+            self.charge(source, len(entries))
+            for name, pair in entries.items():
+                merged.setdefault(name, pair)
+        merged.update(own)
+        return merged
+
+    def merge_sources(self, node: _Node) -> list[_Node]:
+        if node.kind == MAPPING:
+            return [node]
+        if node.kind == LIST and all(item.kind == MAPPING for item in node.value):
+            return node.value
+        self.fail(node, f"<< must merge a mapping or a list of mappings (e.g. <<: *base), "
+                        f"got {self.describe(node)}")
+
+    def items(self, node: _Node, what: str, expected: str) -> list[_Node]:
+        if node.kind != LIST:
+            self.fail(node, f"{what} must be {expected or 'a list'}, got {self.describe(node)}")
+        self.charge(node, len(node.value))
+        return node.value
+
+    def charge(self, node: _Node, count: int) -> None:
+        """Count work so alias bombs and giant expansions stop with a message, not a hang."""
+        self.visits += count
+        if self.visits > MAX_VISITS:
+            self.fail(node, f"the job file expands to more than {MAX_VISITS:,} values (an alias "
+                            "counts each time it is used); split it or share less through aliases")
+
+    def tag(self, node: _Node) -> str:
+        if node.tag is None:
+            plain = node.plain
+            node.tag = self.resolver.resolve(yaml.ScalarNode, node.value, (True, False)) if plain else STR
+        return node.tag
+
+    def scalar_value(self, node: _Node):
+        """The Python value of a scalar (None for a list or mapping: callers report the type)."""
+        if node.kind != SCALAR:
+            return None
+        tag = self.tag(node)
+        construct = SafeConstructor.yaml_constructors.get(tag)
+        if tag in _STRING_TAGS or construct is None:
+            return node.value
+        try:
+            return construct(self.constructor, yaml.ScalarNode(tag, node.value))
+        except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError) as error:
+            self.fail(node, f"cannot read {node.value!r} as {_TYPE_NAMES.get(tag, tag)}: {error}")
+
+    def text(self, node: _Node, what: str, expected: str = "a string") -> str:
+        """A string-typed value; `run: yes` must be quoted rather than silently become True."""
+        if node.kind != SCALAR or self.tag(node) not in _STRING_TAGS:
+            quote = "; put it in quotes" if node.kind == SCALAR and self.tag(node) != NULL else ""
+            self.fail(node, f"{what} must be {expected}, got {self.describe(node)}{quote}")
+        return self.clean(node, node.value, what)
+
+    def word(self, node: _Node, what: str) -> str:
+        """A name or argument: any scalar but null, as written (`[sleep, 1]` means "1")."""
+        if node.kind != SCALAR or self.tag(node) == NULL:
+            self.fail(node, f"each item of {what} must be a string, got {self.describe(node)}")
+        return self.clean(node, node.value, what)
+
+    def env_value(self, node: _Node, what: str) -> str:
+        """A variable's value: any scalar but null, as written, except booleans as true/false."""
+        if node.kind != SCALAR or self.tag(node) == NULL:
+            self.fail(node, f'{what} must be a string, number or boolean, got {self.describe(node)}'
+                            '; write "" for an empty value')
+        if self.tag(node) == BOOL:
+            return "true" if self.scalar_value(node) else "false"
+        return self.clean(node, node.value, what)
+
+    def clean(self, node: _Node, text: str, what: str) -> str:
+        if "\0" in text:
+            self.fail(node, f"{what} contains a NUL character, which no command or variable can hold")
+        return text
+
+    def integer(self, node: _Node, what: str, minimum: int) -> int:
+        value = self.scalar_value(node)
+        if type(value) is not int or value < minimum:
+            self.fail(node, f"{what} must be a whole number >= {minimum}, got {self.describe(node)}")
+        return value
+
+    def duration(self, node: _Node, what: str) -> float:
+        value = self.scalar_value(node)
+        try:
+            if isinstance(value, (str, int, float)):
+                return parse_duration(value)
+        except (ValueError, OverflowError):
+            pass
+        self.fail(node, f"{what} must be a duration like 250ms, 30s, 5m or 1h30m, "
+                        f"or a number of seconds, got {self.describe(node)}")
+
+    def describe(self, node: _Node) -> str:
+        if node.kind != SCALAR:
+            return f"a {node.kind}"
+        tag = self.tag(node)
+        if tag == NULL:
+            return "null (nothing)"
+        shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+        return f"{_TYPE_NAMES.get(tag, 'a string')} ({shown})"
+
+    def fail(self, node: _Node, message: str) -> NoReturn:
+        raise JobFileError(self.path, node.mark.line + 1, node.mark.column + 1, message)
+
+
+def _suggest(word: str, candidates, otherwise: str) -> str:
+    """'did you mean "x"?' for a close match, else the fallback hint."""
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f'did you mean "{close[0]}"?' if close else otherwise
