@@ -74,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Job names may come after options (`run FILE -j 2 build`): argparse leaves them over.
+    if args.command == "run" and not any(word.startswith("-") for word in extra):
+        args.targets += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command](args)
     except JobFileError as error:

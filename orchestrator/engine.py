@@ -53,6 +53,8 @@ class JobRunner(Greenlet):
         log_path = engine.log_path(job.name)
         on_output = (lambda data: engine.reporter.job_output(job.name, data)) if engine.reporter.wants_output else None
         with engine.slots.hold():
+            if engine.halted:  # a failure or a stop came while this job waited for a slot
+                return JobResult(job.name, Status.CANCELLED)
             self.started_at = time.time()
             return self._attempts(log_path, on_output)
 
@@ -170,7 +172,9 @@ class Engine:
     def _admit(self, job: Job) -> bool:
         self.gate.acquire(job.resources)
         runner = JobRunner(self, job)
-        runner.link(self._on_runner_done)
+        # A raw link runs in the hub as the runner ends, before the pool frees its slot, so
+        # a failure halts the run before a waiting job can take that slot.
+        runner.rawlink(self._on_runner_done)
         try:
             self.pool.start(runner)  # waits for a -j slot
         except BaseException:
@@ -200,19 +204,22 @@ class Engine:
             result = JobResult(runner.job.name, Status.INTERRUPTED if killed else Status.FAILED,
                                start=runner.started_at, end=time.time(), reason=_describe(runner.exception),
                                log_path=self.log_path(runner.job.name))
+        self._apply_policy(result)
         self.finished.put((runner.job.name, result))
+
+    def _apply_policy(self, result: JobResult) -> None:
+        if result.status in (Status.FAILED, Status.TIMEOUT):
+            if self.options.policy == "fail-fast":
+                self.stop(StopReason.FAIL_FAST)
+            elif self.options.policy == "stop":
+                self.halted = True
+                self.admissions.kill(block=False)
 
     def _record(self, name: str, result: JobResult) -> None:
         self._set_result(result)
         ready, skipped = self.plan.finish(name, bool(result))
         for skipped_name in skipped:
             self._set_result(self._unstarted(skipped_name, Status.SKIPPED, reason=f"needs {name} ({result.status})"))
-        if not result and result.status in (Status.FAILED, Status.TIMEOUT):
-            if self.options.policy == "fail-fast":
-                self.stop(StopReason.FAIL_FAST)
-            elif self.options.policy == "stop":
-                self.halted = True
-                self.admissions.kill(block=False)
         self._release(ready)
 
     def _set_result(self, result: JobResult) -> None:

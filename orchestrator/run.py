@@ -48,9 +48,9 @@ def run(request: RunRequest, stdout=None) -> int:
     """Run a job file as the command line asked; return the exit code."""
     stdout = stdout or sys.stdout
     jobfile = load(request.file)
-    names = graph.order(jobfile.jobs, graph.select(jobfile.jobs, request.targets, request.tags))
+    names = graph.select(jobfile.jobs, request.targets, request.tags)
     if request.dry_run:
-        print_dry_run(jobfile, names, stdout)
+        print_dry_run(jobfile, graph.order(jobfile.jobs, names), stdout)
         return 0
     summary = execute(jobfile, names, request)
     report(summary, request, jobfile, stdout)
