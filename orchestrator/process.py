@@ -95,14 +95,17 @@ def kill_group(pgid: int, sig: int) -> bool:
 class Process:
     """One running command in its own session, watched through the gevent hub."""
 
-    def __init__(self, argv, env, cwd, sink: OutputSink):
+    def __init__(self, argv, env, cwd, sink: OutputSink, pass_fds: tuple[int, ...] = ()):
         self.sink = sink
         self.exited = Event()
         self.status: int | None = None
         hub = gevent.get_hub()
+        # gevent installs its SIGCHLD handler with the first child watcher; a child that
+        # exits before that is never reaped, so install it before the first launch.
+        hub.loop.install_sigchld()
         read_fd, write_fd = os.pipe()
         try:
-            self.pid = self._spawn(argv, env, cwd, write_fd)
+            self.pid = self._spawn(argv, env, cwd, write_fd, pass_fds)
         except BaseException:
             os.close(read_fd)
             raise
@@ -118,7 +121,7 @@ class Process:
         self._io.start(self._on_readable)
 
     @staticmethod
-    def _spawn(argv, env, cwd, write_fd) -> int:
+    def _spawn(argv, env, cwd, write_fd, pass_fds=()) -> int:
         popen = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -128,6 +131,7 @@ class Process:
             cwd=cwd,
             start_new_session=True,
             close_fds=True,
+            pass_fds=pass_fds,  # a jobserver's pipe, for the makes a job runs
         )
         # gevent's SIGCHLD handler reaps it; keep the stdlib from polling it later.
         popen.returncode = 0
@@ -205,10 +209,10 @@ class Process:
 
 
 def run_process(argv, env, cwd, sink: OutputSink, timeout: float | None, kill_grace: float,
-                stop: Event | None = None) -> ProcessResult:
+                stop: Event | None = None, pass_fds: tuple[int, ...] = ()) -> ProcessResult:
     """Run one attempt to its end: exit, timeout (TERM, then KILL), or the run stopping."""
     try:
-        process = Process(argv, env, cwd, sink)
+        process = Process(argv, env, cwd, sink, pass_fds)
     except OSError as exc:
         code, reason = launch_error_reason(exc, argv, cwd)
         return ProcessResult(exit_code=code, reason=reason)

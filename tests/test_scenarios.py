@@ -22,8 +22,9 @@ def scenario_names():
     return sorted(name for name in os.listdir(SCENARIOS) if os.path.isdir(os.path.join(SCENARIOS, name)))
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 @pytest.mark.parametrize("name", scenario_names())
-def test_scenario(name, tmp_path):
+def test_scenario(name, processes, tmp_path):
     folder = tmp_path / name
     shutil.copytree(os.path.join(SCENARIOS, name), folder)
     expect = yaml.safe_load((folder / "expect.yaml").read_text())
@@ -31,7 +32,8 @@ def test_scenario(name, tmp_path):
         (folder / directory).mkdir()
     report = tmp_path / "report.json"
     started = time.monotonic()
-    result = run_cli("run", folder / "jobs.yaml", "--report-file", report, *expect.get("args", []))
+    result = run_cli("run", folder / "jobs.yaml", "--report-file", report, "--processes", processes,
+                     *expect.get("args", []))
     elapsed = time.monotonic() - started
     context = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == expect["exit"], context

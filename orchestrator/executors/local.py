@@ -23,7 +23,7 @@ def spec_for(job, attempt: int, env, log_path) -> AttemptSpec:
     return AttemptSpec(tuple(job.argv), dict(env), job.cwd, job.timeout, attempt, log_path)
 
 
-def run_attempt_spec(spec: AttemptSpec, stop, on_output, kill_grace: float) -> ProcessResult:
+def run_attempt_spec(spec: AttemptSpec, stop, on_output, kill_grace: float, pass_fds=()) -> ProcessResult:
     """Open the log (fresh on the first attempt, appended on retries) and run the attempt."""
     log_file = None
     if spec.log_path is not None:
@@ -35,18 +35,20 @@ def run_attempt_spec(spec: AttemptSpec, stop, on_output, kill_grace: float) -> P
     try:
         if spec.attempt > 1:
             sink.write(f"--- attempt {spec.attempt} ---\n".encode())
-        return run_process(spec.argv, spec.env, spec.cwd, sink, spec.timeout, kill_grace, stop)
+        return run_process(spec.argv, spec.env, spec.cwd, sink, spec.timeout, kill_grace, stop, pass_fds)
     finally:
         if log_file is not None:
             log_file.close()
 
 
 class LocalExecutor:
-    def __init__(self, kill_grace: float = 5.0):
+    def __init__(self, kill_grace: float = 5.0, pass_fds: tuple[int, ...] = ()):
         self.kill_grace = kill_grace
+        self.pass_fds = pass_fds  # every job inherits these (a jobserver's pipe)
 
     def run_attempt(self, job, attempt, env, log_path, stop, on_output) -> ProcessResult:
-        return run_attempt_spec(spec_for(job, attempt, env, log_path), stop, on_output, self.kill_grace)
+        return run_attempt_spec(spec_for(job, attempt, env, log_path), stop, on_output, self.kill_grace,
+                                self.pass_fds)
 
     def close(self) -> None:
         pass
