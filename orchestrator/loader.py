@@ -1,17 +1,18 @@
-"""Read a YAML job file into a validated JobFile; every problem is a JobFileError at FILE:LINE:COL."""
+"""Read a YAML job file into a validated JobFile; any problem is a JobFileError at FILE:LINE:COL."""
 
 from __future__ import annotations
 
 import difflib
 import gc
 import itertools
+import json
 import math
 import os
 import re
 import shlex
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
-from typing import NoReturn
+from typing import Mapping, NoReturn
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -36,13 +37,14 @@ _PARSER_TAKES_BYTES = _PARSER is not yaml.SafeLoader
 
 # Limits that keep hostile or runaway files to a few seconds and a few hundred MB.
 MAX_BYTES = 64 * 1024 * 1024
-MAX_NODES = 2_000_000  # YAML values parsed: about 1.3 s and 230 MB per million
-MAX_VISITS = 5_000_000  # values read along the schema, counting every alias use and expansion
+MAX_NODES = 2_000_000  # YAML values parsed: about 2 s and 250 MB per million
+MAX_VISITS = 3_000_000  # values read along the schema, counting every alias use and expansion
 MAX_MERGE_DEPTH = 64
 
 _CORE = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL = (_CORE + t for t in ("str", "int", "float", "bool", "null"))
-MAP, SEQ, MERGE, TIMESTAMP, VALUE = (_CORE + t for t in ("map", "seq", "merge", "timestamp", "value"))
+MAP, SEQ, MERGE, TIMESTAMP, VALUE = (_CORE + t for t in ("map", "seq", "merge", "timestamp",
+                                                          "value"))
 _SCALAR_TAGS = {None, "!", STR, INT, FLOAT, BOOL, NULL, MERGE}
 _STRING_TAGS = {STR, MERGE, VALUE}  # `<<` or `=` as a value is just text
 _TYPE_NAMES = {STR: "a string", INT: "a number", FLOAT: "a number", BOOL: "a boolean",
@@ -58,6 +60,7 @@ _ENV_NAME = re.compile(r"[^=\0]+")
 _SELECTOR = re.compile(r"(?P<base>[A-Za-z0-9_.-]+)\[(?P<pairs>.*)\]", re.DOTALL)
 _LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # what libyaml counts as a new line
 _EMPTY = frozen_map()
+_NULL_WORDS = {"", "~", "null", "Null", "NULL"}  # what YAML 1.1 reads as null when unquoted
 
 SCALAR, LIST, MAPPING = "scalar", "list", "mapping"
 
@@ -83,7 +86,7 @@ def load_text(data: bytes | str, path: str) -> JobFile:
 def _read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as stream:
-            return stream.read(MAX_BYTES + 1)  # one more byte tells "too big" without reading it all
+            return stream.read(MAX_BYTES + 1)  # one byte more tells "too big" without reading all
     except IsADirectoryError:
         problem = "is a directory; pass the path of a YAML job file"
     except FileNotFoundError:
@@ -123,7 +126,7 @@ def _line_column(text: str, index: int) -> tuple[int, int]:
 
 
 class _Node:
-    """One composed YAML value; every alias of an anchor shares the anchor's node."""
+    """One composed YAML value; an alias is a new node over its anchor's contents."""
 
     __slots__ = ("kind", "tag", "value", "mark", "plain")
 
@@ -137,7 +140,10 @@ class _Node:
 
 def _compose(source: bytes | str, path: str) -> _Node | None:
     """Build the node tree from parser events; yaml.compose cannot be stopped part way."""
-    parser = _PARSER(source)
+    try:
+        parser = _PARSER(source)  # the Python reader checks every character here
+    except yaml.YAMLError as error:
+        raise _syntax_error(error, source, path) from None
     try:
         return _Composer(path).run(parser.get_event)
     except yaml.YAMLError as error:
@@ -159,10 +165,18 @@ class _Composer:
         self.count = 0
 
     def run(self, get_event) -> _Node | None:
+        open_collections = self.open
         while True:
             event = get_event()
             cls = event.__class__
-            if cls is ScalarEvent:
+            if cls is ScalarEvent and not event.tag and not event.anchor and open_collections:
+                # Most values of a file take this path, so it skips the general one's calls.
+                self.count += 1
+                if self.count > MAX_NODES:
+                    self.refuse(event)
+                open_collections[-1].value.append(
+                    _Node(SCALAR, None, event.value, event.start_mark, event.implicit[0]))
+            elif cls is ScalarEvent:
                 self.add(self.scalar(event), event)
             elif cls is MappingStartEvent:
                 self.start(event, MAPPING)
@@ -181,12 +195,15 @@ class _Composer:
         """Put a node into the collection being read (or make it the root)."""
         self.count += 1
         if self.count > MAX_NODES:
-            self.fail(event, f"the job file has more than {MAX_NODES:,} YAML values; "
-                             "split it into smaller files")
+            self.refuse(event)
         if self.open:
             self.open[-1].value.append(node)
         else:
             self.root = node
+
+    def refuse(self, event) -> NoReturn:
+        self.fail(event, f"the job file has more than {MAX_NODES:,} YAML values; "
+                         "split it into smaller files")
 
     def scalar(self, event) -> _Node:
         self.check_tag(event, _SCALAR_TAGS)
@@ -213,7 +230,8 @@ class _Composer:
     def alias(self, event) -> _Node:
         node = self.anchors.get(event.anchor)
         if node is not None:
-            return node
+            # A new node over the same contents, so errors point at this use of the alias.
+            return _Node(node.kind, node.tag, node.value, event.start_mark, node.plain)
         if event.anchor in self.open_anchors:
             self.fail(event, f"alias *{event.anchor} refers to a value that contains it")
         self.fail(event, f"unknown alias *{event.anchor}; define &{event.anchor} before using it")
@@ -241,13 +259,14 @@ def _syntax_error(error: yaml.YAMLError, source: bytes | str, path: str) -> JobF
         prefix = source[:error.position]
         text = prefix.decode("utf-8", "replace") if isinstance(prefix, bytes) else prefix
         line, column = _line_column(text, len(text))
-        return JobFileError(path, line, column, f"invalid character in the job file: {error.reason}")
+        return JobFileError(path, line, column,
+                            f"invalid character in the job file: {error.reason}")
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     message = f"invalid YAML: {getattr(error, 'problem', None) or error}"
-    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
-    if context and context_mark:
-        message += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    context, where = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and where:
+        message += f" ({context} at line {where.line + 1}, column {where.column + 1})"
     if _char_at(source, mark) == "\t":
         message += "; indent with spaces, not tabs"
     return JobFileError(path, line, column, message)
@@ -278,7 +297,9 @@ class _Reader:
         self.path = path
         self.directory = os.path.dirname(os.path.abspath(path))
         self.visits = 0
-        self.flattened: dict[int, dict] = {}  # id(mapping node) -> entries: shared merges read once
+        self.flattened: dict[int, dict] = {}  # id(mapping contents) -> entries: aliases read once
+        self.plain_tags: dict[str, str] = {}
+        self.durations: dict[tuple, float] = {}
         self.resolver = Resolver()
         self.constructor = SafeConstructor()
         self.declared: dict[str, int] = {}
@@ -326,9 +347,10 @@ class _Reader:
 
     def read_declared(self, node: _Node) -> dict[str, int]:
         declared = {}
-        for name, (key, value) in self.entries(node, "resources", "a mapping of name to units").items():
+        entries = self.entries(node, "resources", "a mapping of name to units")
+        for name, (key, value) in entries.items():
             self.check_name(key, name, "resource name")
-            declared[name] = self.integer(value, f'resource "{name}"', 1)
+            declared[name] = self.integer(value, f'the capacity of resource "{name}"', 1)
         return declared
 
     def read_defaults(self, node: _Node) -> None:
@@ -365,13 +387,13 @@ class _Reader:
         for field, (_, value) in entries.items():
             if field == "env":
                 env = {**self.base_env, **self.read_env(value, f"env of {owner}")}
-            elif field not in _JOB_ONLY_KEYS or field == "run":
+            elif field in self.field_readers:  # needs and matrix are read below
                 fields[field] = self.field_readers[field](value, owner)
         needs = self.read_needs(entries["needs"][1], owner) if "needs" in entries else []
         fields["position"] = Position(key.mark.line + 1, key.mark.column + 1)
         if "matrix" in entries:
             axes = self.read_matrix(entries["matrix"][1], owner)
-            self.expand(name, fields, env or self.base_env, needs, axes)
+            self.expand(name, fields, self.base_env if env is None else env, needs, axes)
         else:
             fields["env"] = shared_env if env is None else frozen_map(env)
             self.drafts[name] = _Draft(fields, needs)
@@ -383,8 +405,8 @@ class _Reader:
         for values in itertools.product(*(values for _, values in axes)):
             matrix = dict(zip(keys, values))
             expanded = name + "[" + ",".join(f"{k}={v}" for k, v in matrix.items()) + "]"
-            self.drafts[expanded] = _Draft(
-                {**fields, "env": frozen_map({**env, **matrix}), "matrix": frozen_map(matrix)}, needs)
+            own = {"env": frozen_map({**env, **matrix}), "matrix": frozen_map(matrix)}
+            self.drafts[expanded] = _Draft({**fields, **own}, needs)
             group.append(expanded)
 
     def read_matrix(self, node: _Node, owner: str) -> list[tuple[str, list[str]]]:
@@ -406,7 +428,8 @@ class _Reader:
             axes.append((name, list(values)))
         size = math.prod(len(values) for _, values in axes)
         if size > MAX_VISITS // 10:
-            self.fail(node, f"{what} expands to {size:,} jobs; the limit is {MAX_VISITS // 10:,}")
+            self.fail(node, f"{what} expands to {size:,} jobs; "
+                            f"the limit is {MAX_VISITS // 10:,}")
         self.charge(node, size)
         return axes
 
@@ -429,7 +452,7 @@ class _Reader:
         return jobs
 
     def resolve_need(self, text: str, node: _Node) -> list[str]:
-        """A job, every expansion of a matrix job, or the expansions a selector like build[ARCH=arm64] picks."""
+        """A job, a matrix job's expansions, or those a selector like build[ARCH=arm64] picks."""
         if text in self.drafts:
             return [text]
         found = self.groups.get(text) or self.select_expansions(text)
@@ -463,6 +486,8 @@ class _Reader:
         first, second = cycle[0], (cycle + cycle)[1]
         node = next(node for text, node in self.drafts[first].needs
                     if second in self.resolve_need(text, node))
+        if len(cycle) > 12:  # thousands of names would bury the message
+            cycle = cycle[:8] + [f"... ({len(cycle) - 10:,} more)"] + cycle[-2:]
         self.fail(node, f"dependency cycle: {' -> '.join(cycle + [first])}; "
                         "each job needs the next, so none can start: remove one of these needs")
 
@@ -481,10 +506,10 @@ class _Reader:
             self.fail(node, f"{what} is empty; give it a command, e.g. run: make test")
         return command
 
-    def read_resources(self, node: _Node, owner: str):
+    def read_resources(self, node: _Node, owner: str) -> Mapping[str, int]:
         what = f"resources of {owner}"
+        demand = {}
         if node.kind == LIST:
-            demand = {}
             for item in self.items(node, what, ""):
                 name = self.word(item, what)
                 if name in demand:
@@ -493,17 +518,19 @@ class _Reader:
                 demand[name] = self.check_demand(item, item, name, 1, owner)
         else:
             entries = self.entries(node, what, "a list of names or a mapping of name to units")
-            demand = {name: self.check_demand(key, value, name,
-                                              self.integer(value, f'units of "{name}" in {what}', 1), owner)
-                      for name, (key, value) in entries.items()}
+            for name, (key, value) in entries.items():
+                units = self.integer(value, f'units of "{name}" in {what}', 1)
+                demand[name] = self.check_demand(key, value, name, units, owner)
         return frozen_map(demand) if demand else _EMPTY
 
-    def check_demand(self, name_node: _Node, units_node: _Node, name: str, units: int, owner: str) -> int:
+    def check_demand(self, name_node: _Node, units_node: _Node, name: str, units: int,
+                     owner: str) -> int:
         if name not in self.declared:
             hint = _suggest(name, self.declared, f"add it there, e.g. {name}: 1")
             self.fail(name_node, f'resource "{name}" is not declared under resources: {hint}')
         if units > self.declared[name]:
-            self.fail(units_node, f'{owner} asks for {units} units of "{name}" but it has '
+            asks = "ask" if owner == "defaults" else "asks"
+            self.fail(units_node, f'{owner} {asks} for {units} units of "{name}" but it has '
                                   f"{self.declared[name]}; it could never start")
         return units
 
@@ -524,18 +551,20 @@ class _Reader:
     def read_cwd(self, node: _Node, owner: str) -> str:
         cwd = self.text(node, f"cwd of {owner}")
         if not cwd:
-            self.fail(node, f"cwd of {owner} is empty; leave it out to run in the job file's folder")
+            self.fail(node, f"cwd of {owner} is empty; leave it out to run beside the job file")
         return os.path.normpath(os.path.join(self.directory, cwd))
 
     def read_allow_failure(self, node: _Node, owner: str) -> bool:
         value = self.scalar_value(node)
         if type(value) is not bool:
-            self.fail(node, f"allow_failure of {owner} must be true or false, got {self.describe(node)}")
+            self.fail(node, f"allow_failure of {owner} must be true or false, "
+                            f"got {self.describe(node)}")
         return value
 
     def read_tags(self, node: _Node, owner: str) -> tuple[str, ...]:
         what = f"tags of {owner}"
-        tags = [self.word(item, what) for item in self.items(node, what, "a list of tags, e.g. [slow]")]
+        items = self.items(node, what, "a list of tags, e.g. [slow]")
+        tags = [self.word(item, what) for item in items]
         for item, tag in zip(node.value, tags):
             self.check_name(item, tag, "tag")
         return tuple(dict.fromkeys(tags))
@@ -558,7 +587,8 @@ class _Reader:
 
     def read_env(self, node: _Node, what: str) -> dict[str, str]:
         env = {}
-        for name, (key, value) in self.entries(node, what, "a mapping of variable to value").items():
+        entries = self.entries(node, what, "a mapping of variable to value")
+        for name, (key, value) in entries.items():
             self.check_env_name(key, name, what)
             env[name] = self.env_value(value, f"{name} in {what}")
         return env
@@ -573,7 +603,8 @@ class _Reader:
 
     def check_name(self, node: _Node, name: str, what: str) -> None:
         if not NAME_PATTERN.fullmatch(name):
-            self.fail(node, f'{what} "{name}" is not valid: use only letters, digits, "_", "." and "-"')
+            self.fail(node, f'{what} "{name}" is not valid: '
+                            'use only letters, digits, "_", "." and "-"')
 
     def check_env_name(self, node: _Node, name: str, what: str) -> None:
         if not _ENV_NAME.fullmatch(name):
@@ -586,16 +617,10 @@ class _Reader:
         """A mapping's keys (as written) to (key node, value node), with merge keys applied."""
         if node.kind != MAPPING:
             self.fail(node, f"{what} must be {expected}, got {self.describe(node)}")
-        found = self.flattened_mapping(node, 0)
-        self.charge(node, len(found))
-        return found
-
-    def flattened_mapping(self, node: _Node, depth: int) -> dict:
-        found = self.flattened.get(id(node))
+        found = self.flattened.get(id(node.value))
         if found is None:
-            if depth > MAX_MERGE_DEPTH:
-                self.fail(node, f"merge keys (<<) nest more than {MAX_MERGE_DEPTH} deep")
-            found = self.flattened[id(node)] = self.flatten(node, depth)
+            found = self.flattened[id(node.value)] = self.flatten(node, 0)
+        self.charge(node, len(found))
         return found
 
     def flatten(self, node: _Node, depth: int) -> dict:
@@ -619,7 +644,11 @@ class _Reader:
             return own
         merged: dict[str, tuple[_Node, _Node]] = {}
         for source in sources:  # earlier sources win over later ones, own keys over all
-            entries = self.flattened_mapping(source, depth + 1)
+            entries = self.flattened.get(id(source.value))
+            if entries is None:
+                if depth >= MAX_MERGE_DEPTH:
+                    self.fail(source, f"merge keys (<<) nest more than {MAX_MERGE_DEPTH} deep")
+                entries = self.flattened[id(source.value)] = self.flatten(source, depth + 1)
             self.charge(source, len(entries))
             for name, pair in entries.items():
                 merged.setdefault(name, pair)
@@ -627,12 +656,12 @@ class _Reader:
         return merged
 
     def merge_sources(self, node: _Node) -> list[_Node]:
-        if node.kind == MAPPING:
-            return [node]
-        if node.kind == LIST and all(item.kind == MAPPING for item in node.value):
-            return node.value
-        self.fail(node, f"<< must merge a mapping or a list of mappings (e.g. <<: *base), "
-                        f"got {self.describe(node)}")
+        sources = node.value if node.kind == LIST else [node]
+        for source in sources:
+            if source.kind != MAPPING:
+                self.fail(source, "<< must merge a mapping or a list of mappings (e.g. <<: *base), "
+                                  f"got {self.describe(source)}")
+        return sources
 
     def items(self, node: _Node, what: str, expected: str) -> list[_Node]:
         if node.kind != LIST:
@@ -648,10 +677,16 @@ class _Reader:
                             "counts each time it is used); split it or share less through aliases")
 
     def tag(self, node: _Node) -> str:
-        if node.tag is None:
-            plain = node.plain
-            node.tag = self.resolver.resolve(yaml.ScalarNode, node.value, (True, False)) if plain else STR
+        if node.tag is None:  # resolved on first use: most values never need their type
+            node.tag = self.resolve_plain(node.value) if node.plain else STR
         return node.tag
+
+    def resolve_plain(self, text: str) -> str:
+        tag = self.plain_tags.get(text)  # files repeat a few values (5m, true) many times
+        if tag is None:
+            tag = self.resolver.resolve(yaml.ScalarNode, text, (True, False))
+            self.plain_tags[text] = tag
+        return tag
 
     def scalar_value(self, node: _Node):
         """The Python value of a scalar (None for a list or mapping: callers report the type)."""
@@ -663,8 +698,9 @@ class _Reader:
             return node.value
         try:
             return construct(self.constructor, yaml.ScalarNode(tag, node.value))
-        except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError) as error:
-            self.fail(node, f"cannot read {node.value!r} as {_TYPE_NAMES.get(tag, tag)}: {error}")
+        except (yaml.YAMLError, ValueError, LookupError, TypeError, ArithmeticError) as error:
+            self.fail(node, f"cannot read {_shorten(node.value)} as {_TYPE_NAMES.get(tag, tag)}: "
+                            f"{_shorten(str(error), 80)[1:-1]}")
 
     def text(self, node: _Node, what: str, expected: str = "a string") -> str:
         """A string-typed value; `run: yes` must be quoted rather than silently become True."""
@@ -675,35 +711,42 @@ class _Reader:
 
     def word(self, node: _Node, what: str) -> str:
         """A name or argument: any scalar but null, as written (`[sleep, 1]` means "1")."""
-        if node.kind != SCALAR or self.tag(node) == NULL:
+        if node.kind != SCALAR or (node.value in _NULL_WORDS and self.tag(node) == NULL):
             self.fail(node, f"each item of {what} must be a string, got {self.describe(node)}")
         return self.clean(node, node.value, what)
 
     def env_value(self, node: _Node, what: str) -> str:
         """A variable's value: any scalar but null, as written, except booleans as true/false."""
         if node.kind != SCALAR or self.tag(node) == NULL:
-            self.fail(node, f'{what} must be a string, number or boolean, got {self.describe(node)}'
-                            '; write "" for an empty value')
+            hint = '; write "" for an empty value' if node.kind == SCALAR else ""
+            self.fail(node, f"{what} must be a string, number or boolean, "
+                            f"got {self.describe(node)}{hint}")
         if self.tag(node) == BOOL:
             return "true" if self.scalar_value(node) else "false"
         return self.clean(node, node.value, what)
 
     def clean(self, node: _Node, text: str, what: str) -> str:
         if "\0" in text:
-            self.fail(node, f"{what} contains a NUL character, which no command or variable can hold")
+            self.fail(node, f"{what} contains a NUL character, which no command or variable "
+                            "can hold")
         return text
 
     def integer(self, node: _Node, what: str, minimum: int) -> int:
         value = self.scalar_value(node)
         if type(value) is not int or value < minimum:
-            self.fail(node, f"{what} must be a whole number >= {minimum}, got {self.describe(node)}")
+            self.fail(node, f"{what} must be a whole number >= {minimum}, "
+                            f"got {self.describe(node)}")
         return value
 
     def duration(self, node: _Node, what: str) -> float:
         value = self.scalar_value(node)
+        key = (type(value), value)  # the type keeps True apart from 1
+        if key in self.durations:
+            return self.durations[key]
         try:
             if isinstance(value, (str, int, float)):
-                return parse_duration(value)
+                seconds = self.durations[key] = parse_duration(value)
+                return seconds
         except (ValueError, OverflowError):
             pass
         self.fail(node, f"{what} must be a duration like 250ms, 30s, 5m or 1h30m, "
@@ -715,11 +758,17 @@ class _Reader:
         tag = self.tag(node)
         if tag == NULL:
             return "null (nothing)"
-        shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
-        return f"{_TYPE_NAMES.get(tag, 'a string')} ({shown})"
+        if tag in _STRING_TAGS or tag not in _TYPE_NAMES:
+            return f"the string {_shorten(node.value)}"
+        return f"{_TYPE_NAMES[tag]} ({_shorten(node.value)[1:-1]})"
 
     def fail(self, node: _Node, message: str) -> NoReturn:
         raise JobFileError(self.path, node.mark.line + 1, node.mark.column + 1, message)
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    """Quoted, escaped and cut short, so a message stays one readable line."""
+    return json.dumps(text if len(text) <= limit else text[:limit - 3] + "...", ensure_ascii=False)
 
 
 def _suggest(word: str, candidates, otherwise: str) -> str:

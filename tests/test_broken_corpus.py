@@ -1,0 +1,64 @@
+"""Every file in tests/broken/ is refused with the line, column and message in expected.txt."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import JobFileError
+from orchestrator.loader import load
+
+BROKEN = Path(__file__).parent / "broken"
+
+
+def expectations() -> list[tuple[str, int, int, str]]:
+    """(file name, line, column, message substring) per line of expected.txt."""
+    found = []
+    for row in (BROKEN / "expected.txt").read_text(encoding="utf-8").splitlines():
+        if row.strip():
+            name, position, substring = row.split(" ", 2)
+            line, column = position.split(":")
+            found.append((name, int(line), int(column), substring))
+    return found
+
+
+EXPECTED = expectations()
+
+
+def test_every_broken_file_has_exactly_one_expectation():
+    names = [name for name, *_ in EXPECTED]
+    assert len(names) == len(set(names))
+    on_disk = {path.name for path in BROKEN.iterdir()} - {"expected.txt"}
+    assert on_disk == set(names)
+    assert len(names) >= 45
+
+
+@pytest.mark.parametrize("name, line, column, substring", EXPECTED,
+                         ids=[row[0] for row in EXPECTED])
+def test_broken_file_is_refused_at_its_spot(name, line, column, substring):
+    path = str(BROKEN / name)
+    with pytest.raises(JobFileError) as caught:
+        load(path)
+    error = caught.value
+    assert (error.line, error.column) == (line, column), error.message
+    assert substring in error.message
+    assert str(error).startswith(f"{path}:{line}:{column}: ")
+
+
+def test_a_directory_is_refused(tmp_path):
+    folder = tmp_path / "jobs.yaml"
+    folder.mkdir()
+    with pytest.raises(JobFileError) as caught:
+        load(str(folder))
+    assert "is a directory" in caught.value.message
+    assert str(caught.value).startswith(f"{folder}:1:1: ")
+
+
+def test_a_missing_file_is_refused(tmp_path):
+    missing = os.path.join(tmp_path, "nope", "jobs.yaml")
+    with pytest.raises(JobFileError) as caught:
+        load(missing)
+    assert "no such file" in caught.value.message
+    assert str(caught.value).startswith(f"{missing}:1:1: ")

@@ -1,0 +1,144 @@
+"""Whatever bytes or YAML arrive, the loader answers with a JobFile or a JobFileError."""
+
+from __future__ import annotations
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orchestrator.errors import JobFileError
+from orchestrator.loader import load_text
+from orchestrator.model import JobFile
+
+PATH = "/project/jobs.yaml"
+
+VALID = """\
+version: 1
+env: {CI: "1", DEBUG: yes}
+resources: {db: 1, heavy: 2}
+defaults: &defaults
+  timeout: 10m
+  retries: 1
+  env: {LEVEL: "2"}
+jobs:
+  lint: {run: ruff check ., tags: [fast]}
+  unit:
+    <<: *defaults
+    run: [pytest, -q, tests]
+    needs: [lint]
+    resources: [heavy]
+  migrate:
+    run: ./manage.py migrate
+    resources: {db: 1}
+    retry_delay: 250ms
+  build:
+    run: make ARCH="$ARCH"
+    shell: bash -eu
+    matrix: {ARCH: [x86_64, arm64], OS: [linux]}
+  pack:
+    run: tar czf out.tgz build
+    needs: [build, "build[ARCH=arm64]", migrate]
+    cwd: out
+    allow_failure: true
+    description: packs the build
+"""
+
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**20), max_value=10**400),
+    st.floats(), st.text(max_size=20),
+    st.sampled_from(["make", "5m", "250ms", "x86_64", "lint", "db", "true", "<<", "~", ""]),
+)
+keys = st.one_of(
+    st.sampled_from(["version", "env", "resources", "defaults", "jobs", "run", "needs", "timeout",
+                     "retries", "retry_delay", "cwd", "allow_failure", "tags", "description",
+                     "shell", "matrix", "lint", "build", "db", "ARCH", "<<"]),
+    st.text(max_size=10),
+)
+documents = st.recursive(
+    scalars,
+    lambda children: st.one_of(st.lists(children, max_size=5),
+                               st.dictionaries(keys, children, max_size=6)),
+    max_leaves=40,
+)
+job = st.dictionaries(
+    st.sampled_from(["run", "needs", "resources", "timeout", "retries", "retry_delay", "env", "cwd",
+                     "allow_failure", "tags", "description", "shell", "matrix"]),
+    documents, max_size=6,
+)
+job_files = st.fixed_dictionaries(
+    {"jobs": st.dictionaries(st.sampled_from(["lint", "build", "test", "a/b", ""]), job,
+                             max_size=4)},
+    optional={"version": scalars, "env": documents, "resources": documents, "defaults": job},
+)
+
+
+def loads_or_refuses(data: bytes | str) -> None:
+    try:
+        result = load_text(data, PATH)
+    except JobFileError as error:
+        assert error.line >= 1 and error.column >= 1 and error.message
+        assert str(error).startswith(PATH + ":")
+    else:
+        assert isinstance(result, JobFile)
+
+
+def test_the_valid_file_is_valid():
+    assert len(load_text(VALID, PATH).jobs) == 6
+
+
+@SETTINGS
+@given(documents)
+def test_any_yaml_document(document):
+    loads_or_refuses(yaml.safe_dump(document, allow_unicode=True))
+
+
+@SETTINGS
+@given(job_files)
+def test_any_job_file_shaped_document(document):
+    loads_or_refuses(yaml.safe_dump(document, allow_unicode=True, sort_keys=False))
+
+
+def mutate(data: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
+    for kind, where, chunk in edits:
+        where %= len(data) + 1
+        if kind == "delete":
+            data = data[:where] + data[where + len(chunk):]
+        elif kind == "insert":
+            data = data[:where] + chunk + data[where:]
+        elif where + 1 < len(data):  # swap two neighbours
+            data = (data[:where] + data[where + 1:where + 2] + data[where:where + 1]
+                    + data[where + 2:])
+    return data
+
+
+SHARP_BYTES = [b":", b"-", b"[", b"{", b"}", b"&a", b"*a", b"<<: ", b"\t", b"\n", b"!!", b"'",
+               b'"', b"\xff", b"\xc3", b"\x00", b"  "]
+edits = st.lists(
+    st.tuples(st.sampled_from(["delete", "insert", "swap"]), st.integers(min_value=0),
+              st.one_of(st.binary(min_size=1, max_size=4), st.sampled_from(SHARP_BYTES))),
+    min_size=1, max_size=6,
+)
+
+
+@SETTINGS
+@given(edits)
+def test_byte_mutations_of_a_valid_file(changes):
+    loads_or_refuses(mutate(VALID.encode(), changes))
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(["delete", "insert", "swap"]), st.integers(min_value=0),
+                          st.text(min_size=1, max_size=4)), min_size=1, max_size=6))
+def test_text_mutations_of_a_valid_file(changes):
+    text = VALID
+    for kind, where, chunk in changes:
+        where %= len(text) + 1
+        if kind == "delete":
+            text = text[:where] + text[where + len(chunk):]
+        elif kind == "insert":
+            text = text[:where] + chunk + text[where:]
+        elif where + 1 < len(text):
+            text = text[:where] + text[where + 1] + text[where] + text[where + 2:]
+    loads_or_refuses(text)
