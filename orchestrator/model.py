@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Mapping
 
+_BLANKS = re.compile(r"[ \t]+")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -34,6 +36,31 @@ def parse_duration(text: str | int | float) -> float:
 
 def frozen_map(items: Mapping | None = None) -> Mapping:
     return MappingProxyType(dict(items or {}))
+
+
+# Characters that make a word mean more than itself to /bin/sh (quoting, expansion,
+# redirection, globbing, control), as GNU make's list, plus quotes and backslash.
+_SHELL_SPECIAL = frozenset("#;&|<>(){}$`\\\"'*?[]~!^\n\r")
+# First words that are shell syntax or builtins behaving unlike the program of that name.
+_SHELL_FIRST_WORDS = frozenset(
+    ". : [ [[ alias bg break case cd command continue do done echo elif else esac eval exec exit "
+    "export fc fg fi for function getopts hash if in jobs kill local login logout printf pwd read "
+    "readonly return select set shift source test then time times trap type typeset ulimit umask "
+    "unalias unset until wait while".split()
+)
+
+
+def plain_words(command: str) -> tuple[str, ...] | None:
+    """The words of a command string when `sh -c` would do nothing but split it on blanks
+    and run the first word as a program; None when the shell's meaning is needed."""
+    if not command or not _SHELL_SPECIAL.isdisjoint(command):
+        return None
+    if any(char.isspace() and char not in " \t" for char in command):
+        return None  # sh splits on blanks only; leave other white space to it
+    words = tuple(word for word in _BLANKS.split(command) if word)
+    if not words or words[0] in _SHELL_FIRST_WORDS or "=" in words[0]:
+        return None
+    return words
 
 
 @dataclass(frozen=True)
@@ -64,11 +91,18 @@ class Job:
     matrix: Mapping[str, str] = field(default_factory=frozen_map)
     position: Position = Position()
 
-    @property
+    @cached_property
     def argv(self) -> tuple[str, ...]:
-        """The argv to execute: a list as written, a string through its shell."""
+        """The argv to execute: a list as written, a string through its shell.
+
+        Like make, a command string that the default shell would only split into words
+        is exec'd directly, saving a shell per job; see `plain_words`."""
         if isinstance(self.run, tuple):
             return self.run
+        if self.shell is None:
+            words = plain_words(self.run)
+            if words:
+                return words
         return (*(self.shell or ("/bin/sh", "-c")), self.run)
 
 
