@@ -81,7 +81,7 @@ def test_spec_example_loads_every_key():
     assert list(jobs.jobs) == ["lint", "unit", "migrate", "integration",
                                "build[ARCH=x86_64]", "build[ARCH=arm64]"]
     lint, unit, migrate = jobs.jobs["lint"], jobs.jobs["unit"], jobs.jobs["migrate"]
-    assert lint.run == "ruff check ." and lint.argv == ("/bin/sh", "-c", "ruff check .")
+    assert lint.run == "ruff check ." and lint.argv == ("ruff", "check", ".")  # plain words: exec'd without sh
     assert (lint.timeout, lint.retries, lint.retry_delay) == (600.0, 1, 0.0)
     assert unit.run == ("pytest", "-q", "tests") and unit.argv == unit.run
     assert unit.needs == ("lint",) and dict(unit.resources) == {"heavy": 1}
