@@ -81,11 +81,10 @@ class JobRunner(Greenlet):
             status = Status.ALLOWED if self.job.allow_failure else Status.TIMEOUT
         else:
             status = Status.ALLOWED if self.job.allow_failure else Status.FAILED
-        reason = outcome.reason or (f"timed out after {self.job.timeout:g}s" if outcome.timed_out else "")
         return JobResult(
             name=self.job.name, status=status, exit_code=outcome.exit_code, signal=outcome.signal,
             attempts=attempts, start=self.started_at, end=time.time(),
-            tail=outcome.tail.decode("utf-8", "replace"), log_path=log_path, reason=reason,
+            tail=outcome.tail.decode("utf-8", "replace"), log_path=log_path, reason=outcome.reason,
         )
 
 

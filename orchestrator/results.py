@@ -71,8 +71,12 @@ class JobResult:
 
     @property
     def last_line(self) -> str:
+        """What the report shows for a job that did not succeed: our reason (a launch or log
+        failure, a skip) when there is one, else the last line the job printed."""
+        if self.reason:
+            return self.reason
         lines = [line for line in self.tail.splitlines() if line.strip()]
-        return lines[-1] if lines else self.reason
+        return lines[-1] if lines else ""
 
     def __bool__(self) -> bool:
         return self.status.succeeded
