@@ -1,0 +1,81 @@
+"""The command line: subcommands, usage errors and bad files, as a user meets them."""
+
+import os
+import re
+
+import pytest
+
+from conftest import run_cli
+from orchestrator import __version__
+from orchestrator.cli import main
+
+BROKEN = os.path.join(os.path.dirname(__file__), "broken")
+DEMO = os.path.join(os.path.dirname(__file__), "..", "jobs", "demo.yaml")
+
+
+def broken_files():
+    with open(os.path.join(BROKEN, "expected.txt")) as expected:
+        return [line.split()[0] for line in expected if line.strip() and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("name", broken_files())
+def test_every_broken_file_is_one_clear_line_and_exit_2(name, capsys):
+    path = os.path.join(BROKEN, name)
+    for command in ("validate", "run"):
+        assert main([command, path]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert re.match(re.escape(path) + r":\d+:\d+: \S", err), err
+
+
+def test_a_missing_file_and_a_directory_are_errors_not_tracebacks(tmp_path):
+    for path in (tmp_path / "missing.yaml", tmp_path):
+        result = run_cli("run", path)
+        assert result.returncode == 2 and result.stderr.startswith(f"{path}:1:1: ")
+        assert "Traceback" not in result.stderr
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"orchestrate {__version__}"
+
+
+def test_validate_list_graph_and_dry_run(capsys):
+    assert main(["validate", DEMO]) == 0
+    assert "9 jobs, ok" in capsys.readouterr().out
+    assert main(["list", DEMO, "--table-format", "github"]) == 0
+    listing = capsys.readouterr().out
+    assert "| package" in listing and "unit, build[ARCH=x86_64], build[ARCH=arm64], seed, flaky" in listing
+    assert main(["graph", DEMO]) == 0
+    assert '"lint" -> "unit"' in capsys.readouterr().out
+    assert main(["graph", DEMO, "--format", "mermaid"]) == 0
+    assert capsys.readouterr().out.startswith("graph TD")
+    assert main(["run", DEMO, "--dry-run"]) == 0
+    order = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
+    assert order.index("lint") < order.index("unit") < order.index("package")
+    assert len(order) == 9
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", DEMO, "-j", "0"], "not a positive whole number"),
+    (["run", DEMO, "--timeout", "soon"], "is not a duration"),
+    (["run", DEMO, "--table-format", "fancy"], "unknown --table-format"),
+    (["run", DEMO, "packge"], 'did you mean "package"'),
+    (["run", DEMO, "--tag", "nope"], "no job has tag nope"),
+    (["run", DEMO, "--report-file", "out.txt"], "must end in .json or .xml"),
+    (["run", DEMO, "--bogus"], "unrecognized arguments"),
+])
+def test_usage_errors_exit_2_with_the_way_out(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_table_format_and_report_files(tmp_path):
+    report_json, report_xml = tmp_path / "r.json", tmp_path / "r.xml"
+    result = run_cli("run", DEMO, "--table-format", "github", "-o", "none", "--log-dir", tmp_path / "logs",
+                     "--report-file", report_json, "--report-file", report_xml)
+    assert result.returncode == 0, result.stderr
+    assert "| job" in result.stdout and "8 ok, 1 allowed in" in result.stdout
+    assert report_json.exists() and report_xml.read_text().startswith("<?xml")
+    assert (tmp_path / "logs" / "package.log").read_text() == "hello from package\n"
