@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--processes", type=process_count, default=1, metavar="N|auto", help="run jobs in N worker processes")
     run.add_argument("--resume", action="store_true", help="rerun only the jobs that did not succeed last time")
     run.add_argument("-q", "--quiet", action="store_true", help="no table unless something failed; only failed jobs' output")
+    run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="colour the report (auto: on a terminal, unless NO_COLOR is set)")
 
     validate = commands.add_parser("validate", help="check the file; exit 0, or 2 with file:line:col: message")
     validate.add_argument("file", metavar="FILE")
@@ -134,6 +136,7 @@ def cmd_run(args) -> int:
         dry_run=args.dry_run, timeout=args.timeout, kill_grace=args.kill_grace, output=args.output,
         report=args.report, table_format=table_format, report_files=args.report_file,
         log_dir=args.log_dir, processes=args.processes, resume=args.resume, quiet=args.quiet,
+        color=args.color,
     )
     return run(request)
 

@@ -44,9 +44,10 @@ class Reporter:
     `[job] `; `failed` prints only failed jobs' output; `none` prints no job output.
     """
 
-    def __init__(self, mode: str = "grouped", stream=None, quiet: bool = False):
+    def __init__(self, mode: str = "grouped", stream=None, quiet: bool = False, status=None):
         self.mode = mode
         self.quiet = quiet
+        self.status = status  # a terminal.StatusLine, redrawn under the output on a TTY
         self.stream = stream if stream is not None else sys.stdout.buffer
         self.inbox: Queue = Queue()
         self.partial: dict[str, bytes] = {}
@@ -82,10 +83,15 @@ class Reporter:
             if kind == "close":
                 break
             getattr(self, "_on_" + kind)(*message[1:])
+            if self.status is not None and self.inbox.empty():  # a burst of events: draw once
+                self._emit(self.status.redraw())
+        if self.status is not None:
+            self._emit(self.status.clear())
         self._flush()
 
     def _on_started(self, name: str) -> None:
-        pass
+        if self.status is not None:
+            self.status.started(name)
 
     def _on_output(self, name: str, data: bytes) -> None:
         pending = self.partial.get(name, b"") + data
@@ -96,6 +102,8 @@ class Reporter:
             self._write(b"".join(prefix + line + b"\n" for line in lines))
 
     def _on_finished(self, result: JobResult) -> None:
+        if self.status is not None:
+            self.status.finished(result.name)
         if self.mode == "stream":
             rest = self.partial.pop(result.name, b"")
             if rest:
@@ -131,6 +139,13 @@ class Reporter:
                 self._write(b"\n")
 
     def _write(self, data: bytes) -> None:
+        if self.status is not None:
+            data = self.status.around(data)
+        self._emit(data)
+
+    def _emit(self, data: bytes) -> None:
+        if not data:
+            return
         try:
             self.stream.write(data)
             self.stream.flush()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import gevent
 
-from orchestrator import graph, state
+from orchestrator import graph, jobserver, state, terminal
 from orchestrator.errors import UsageError
 from orchestrator.engine import Engine, EngineOptions
 from orchestrator.executors.local import LocalExecutor
@@ -41,18 +41,19 @@ class RunRequest:
     processes: int = 1
     resume: bool = False
     quiet: bool = False
-    color: bool = False
+    color: bool | str = "auto"  # auto, always or never (or a decided bool)
 
 
 def run(request: RunRequest, stdout=None) -> int:
     """Run a job file as the command line asked; return the exit code."""
     stdout = stdout or sys.stdout
+    make = jobserver.parse_makeflags(os.environ.get("MAKEFLAGS"))
     jobfile = load(request.file)
     names = graph.select(jobfile.jobs, request.targets, request.tags)
-    if request.dry_run:
+    if request.dry_run or make.dry_run:  # `make -n` still runs `+` recipes: it means us too
         print_dry_run(jobfile, graph.order(jobfile.jobs, names), stdout)
         return 0
-    summary = execute(jobfile, names, request)
+    summary = execute(jobfile, names, request, make)
     report(summary, request, jobfile, stdout)
     return summary.exit_code
 
@@ -107,19 +108,33 @@ def resumed_jobs(jobfile, names, request: RunRequest) -> frozenset[str]:
         raise UsageError(f"cannot resume {request.file}: {refused}") from None
 
 
-def execute(jobfile, names, request: RunRequest) -> RunSummary:
+def execute(jobfile, names, request: RunRequest, make: jobserver.MakeFlags | None = None) -> RunSummary:
+    make = make or jobserver.parse_makeflags(os.environ.get("MAKEFLAGS"))
+    # First, before the hub opens descriptors that could take the numbers make passed.
+    slots = jobserver.job_slots(request.jobs, os.cpu_count() or 1, len(names), make,
+                                warn=lambda line: print(line, file=sys.stderr), share=request.processes <= 1)
+    try:
+        return execute_in(jobfile, names, request, slots, make)
+    finally:
+        slots.close()
+
+
+def execute_in(jobfile, names, request: RunRequest, slots: jobserver.JobSlots, make: jobserver.MakeFlags) -> RunSummary:
     resumed = resumed_jobs(jobfile, names, request)
     log_dir = request.log_dir or os.path.join(jobfile.directory, ".orchestrate", "logs")
     output = "failed" if request.quiet and request.output == "grouped" else request.output
-    reporter = Reporter(output)
-    options = EngineOptions(jobs=request.jobs or os.cpu_count() or 1, policy=request.policy,
+    on_tty = terminal.status_wanted(sys.stdout, request.quiet, make.in_parallel_make)
+    status = terminal.StatusLine(len(names)) if on_tty else None
+    reporter = Reporter(output, status=status)
+    options = EngineOptions(jobs=slots.pool_size, policy=request.policy,
                             timeout=request.timeout, run_id=uuid.uuid4().hex[:12])
     orphans.become_subreaper(options.run_id)
-    executor = make_executor(request, options.run_id)
+    executor = make_executor(request, options.run_id, slots.pass_fds)
     history = History(state.history_path(request.file),
                       state.start_record(options.run_id, time.time(), jobfile.jobs, names))
     engine = Engine(jobfile.jobs, names, executor, reporter, options, capacities=jobfile.resources,
-                    log_store=LogStore(log_dir), resumed=resumed, on_result=history.record)
+                    log_store=LogStore(log_dir), resumed=resumed, on_result=history.record,
+                    base_env=slots.environment(os.environ), token_gate=slots.gate)
     handlers = [gevent.signal_handler(signum, _on_signal, engine, reason, reporter)
                 for signum, reason in SIGNAL_STOPS.items()]
     try:
@@ -133,12 +148,12 @@ def execute(jobfile, names, request: RunRequest) -> RunSummary:
         history.close()
 
 
-def make_executor(request: RunRequest, run_id: str):
+def make_executor(request: RunRequest, run_id: str, pass_fds: tuple[int, ...] = ()):
     if request.processes > 1:
         from orchestrator.executors.processes import ProcessPoolExecutor
 
         return ProcessPoolExecutor(request.processes, request.kill_grace, run_id)
-    return LocalExecutor(kill_grace=request.kill_grace)
+    return LocalExecutor(kill_grace=request.kill_grace, pass_fds=pass_fds)
 
 
 def _on_signal(engine: Engine, reason: StopReason, reporter: Reporter) -> None:
@@ -158,5 +173,6 @@ def report(summary: RunSummary, request: RunRequest, jobfile, stdout) -> None:
     for path in request.report_files:
         write_report_file(path, summary, run_info)
     if request.report == "table" and not (request.quiet and summary.exit_code == 0):
-        stdout.write(render_table(summary, request.table_format, color=request.color) + "\n")
+        color = terminal.color_enabled(request.color, stdout)
+        stdout.write(render_table(summary, request.table_format, color=color) + "\n")
         stdout.flush()
