@@ -1,0 +1,539 @@
+#!/usr/bin/env python3
+"""Time orchestrate against make, ninja, xargs and GNU parallel on the same workloads.
+
+Run as `python bench/bench.py [--rounds N] [--quick]` (or `make bench`). Every workload is
+built from scratch in a temporary directory; each tool runs once per round, the tools of a
+workload taking turns within a round; the table shows the median seconds, the ratio to
+`make -j` on the same workload and the peak RSS.
+
+(a) 2000 jobs of `true` at -j8: an orchestrate job file; a Makefile of 2000 phony targets;
+    a build.ninja of 2000 edges whose outputs are never created (so ninja reruns them every
+    time); `xargs -P8 -n1 sh -c` over 2000 lines of `true`; GNU parallel when installed.
+(b) a 5000-job DAG of `true` at -j8: 50 layers of 100, job i of layer L needs jobs i and
+    (i+1)%100 of layer L-1; orchestrate, make and ninja.
+(c) one job printing 1 GiB (`head -c 1073741824 /dev/zero`): orchestrate with `-o none` and
+    its log in the temp dir, against make running the same command redirected to a file.
+    Checks the log holds exactly 1 GiB; issue 3's target: orchestrate's peak RSS < 100 MB.
+(d) a 100,000-job file (a realistic mix: chains of needs, some on two jobs, every 40th job
+    a 2x2 matrix that the next job needs whole): `orchestrate validate FILE` and
+    `orchestrate run FILE --dry-run` (stdout to /dev/null). Targets: < 5 s and < 600 MB.
+(e) workload (a) with `--processes 2`; its ratio is to make on (a).
+(f) issue 3's zombie bound: 2000 jobs of `true` at -j8 while a thread of this script reads
+    /proc/*/stat every ~5 ms and counts the orchestrate process's children (running or
+    zombie) and its long-lived helpers (worker processes); with --processes 1 and 2.
+
+Orchestrate always runs with `-o none --report none --log-dir <temp>`, so terminal output
+does not dominate. Each timed command runs under a tiny Python wrapper process that times
+it and reads getrusage(RUSAGE_CHILDREN).ru_maxrss: the peak RSS of the largest single
+process of the tool's tree (a max, not a sum). MAKEFLAGS and friends are removed from the
+environment, so `make -j bench` does not hand its jobserver to the tools under test.
+
+--quick: one round of smaller workloads (200 jobs, a 1000-job DAG, 64 MiB of output, a
+10,000-job file), for smoke-testing.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+from tabulate import tabulate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JOBS = 8
+TIMEOUT = 300  # seconds before a single timed command is given up on
+MAKE_VARS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEFILES", "MAKE_TERMOUT", "MAKE_TERMERR")
+ENV = {k: v for k, v in os.environ.items() if k not in MAKE_VARS}
+
+# Runs argv[2:], then writes "exit-code seconds maxrss-kB" to argv[1].
+WRAPPER = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+code = subprocess.call(sys.argv[2:])
+seconds = time.perf_counter() - start
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+with open(sys.argv[1], "w") as out:
+    out.write(f"{code} {seconds} {rss}")
+"""
+
+
+def orchestrate_command():
+    """The venv's console script when there is one, else this Python's -m orchestrator."""
+    script = os.path.join(ROOT, ".venv", "bin", "orchestrate")
+    if os.access(script, os.X_OK):
+        return [script]
+    return [sys.executable, "-m", "orchestrator"]
+
+
+ORCHESTRATE = orchestrate_command()
+
+
+class Failed(Exception):
+    """A timed command exited non-zero or ran past TIMEOUT."""
+
+
+def measure(cmd, cwd, stdin=None, stdout=None, timeout=TIMEOUT):
+    """Run cmd under the wrapper; return (seconds, peak RSS in MB) or raise Failed."""
+    with tempfile.NamedTemporaryFile("r", dir=cwd, suffix=".rusage") as result:
+        proc = subprocess.Popen([sys.executable, "-c", WRAPPER, result.name, *cmd], cwd=cwd,
+                                env=ENV, stdin=stdin or subprocess.DEVNULL,
+                                stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_group(proc)
+            raise Failed(f"still running after {timeout}s") from None
+        code, seconds, rss_kb = result.read().split()
+    if code != "0":
+        tail = err.decode(errors="replace").strip().splitlines()[-3:]
+        raise Failed(f"exit {code}: " + " | ".join(tail))
+    return float(seconds), int(rss_kb) / 1024
+
+
+def stop_group(proc):
+    """SIGTERM the wrapper's process group, SIGKILL it if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait)
+            return
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue
+
+
+def orchestrate_run(jobfile, log_dir, *extra):
+    """An orchestrate run with quiet terminal output and a fresh log dir and history."""
+    shutil.rmtree(log_dir, ignore_errors=True)
+    shutil.rmtree(os.path.join(os.path.dirname(jobfile), ".orchestrate"), ignore_errors=True)
+    return [*ORCHESTRATE, "run", jobfile, "-j", str(JOBS), "-o", "none", "--report", "none",
+            "--log-dir", log_dir, *extra]
+
+
+# ---------------------------------------------------------------- results and rounds
+
+@dataclass
+class Row:
+    workload: str
+    tool: str
+    seconds: list = field(default_factory=list)
+    rss_mb: list = field(default_factory=list)
+    error: str = ""
+    notes: list = field(default_factory=list)
+    baseline: "Row | None" = None  # the make row the ratio is taken against
+
+    @property
+    def median(self):
+        return statistics.median(self.seconds) if self.seconds and not self.error else None
+
+    def cells(self):
+        ratio = None
+        if self.median is not None and self.baseline and self.baseline.median:
+            ratio = f"{self.median / self.baseline.median:.2f}"
+        if self.error:
+            notes = [self.error]
+        else:
+            notes = self.notes
+        spread = f"{min(self.seconds):.2f}-{max(self.seconds):.2f}" if self.median else "-"
+        return [self.workload, self.tool,
+                f"{self.median:.3f}" if self.median is not None else "-",
+                spread, ratio or "-",
+                f"{max(self.rss_mb):.1f}" if self.rss_mb and not self.error else "-",
+                "; ".join(notes)]
+
+
+def run_rounds(workload, tools, rounds):
+    """Time each tool once per round, taking turns; a tool that fails is not retried."""
+    rows = {name: Row(workload, name) for name in tools}
+    for r in range(rounds):
+        for name, run_once in tools.items():
+            row = rows[name]
+            if row.error:
+                continue
+            progress(f"{workload}: {name}, round {r + 1}/{rounds}")
+            try:
+                seconds, rss = run_once(r)
+            except Failed as failure:
+                row.error = f"FAILED: {failure}"
+                continue
+            row.seconds.append(seconds)
+            row.rss_mb.append(rss)
+    rows = list(rows.values())
+    make = next((row for row in rows if row.tool.startswith("make")), None)
+    for row in rows:
+        row.baseline = make
+    return rows
+
+
+def progress(message):
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def met(ok):
+    return "met" if ok else "MISSED"
+
+
+# ---------------------------------------------------------------- workload files
+
+def write(path, lines):
+    with open(path, "w") as f:
+        f.writelines(line + "\n" for line in lines)
+    return path
+
+
+def jobfile_lines(jobs):
+    """A version-1 job file in flow style from (name, flow-mapping body) pairs."""
+    yield "version: 1"
+    yield "jobs:"
+    for name, body in jobs:
+        yield f"  {name}: {{{body}}}"
+
+
+def makefile_lines(targets, default):
+    """Phony targets running `true`; targets are (name, prerequisites) pairs."""
+    targets = list(targets)
+    yield ".PHONY: all " + " ".join(name for name, _ in targets)
+    yield "all: " + " ".join(default)
+    for name, needs in targets:
+        yield f"{name}: {' '.join(needs)}".rstrip()
+        yield "\ttrue"
+
+
+def ninja_lines(edges, default):
+    """Edges running `true` whose outputs never exist, so ninja always reruns them."""
+    yield "rule r"
+    yield "  command = true"
+    for name, needs in edges:
+        yield f"build {name}: r {' '.join(needs)}".rstrip()
+    yield "default " + " ".join(default)
+
+
+def make_cmd(directory):
+    return ["make", f"-j{JOBS}", "-C", directory]
+
+
+def ninja_cmd(directory):
+    return ["ninja", f"-j{JOBS}", "-C", directory]
+
+
+# ---------------------------------------------------------------- workloads
+
+def write_trues(directory, count):
+    """Workload (a)'s files: `count` independent jobs of `true` for every tool."""
+    os.makedirs(directory)
+    names = [f"t{i}" for i in range(count)]
+    write(os.path.join(directory, "jobs.yaml"), jobfile_lines((n, 'run: "true"') for n in names))
+    write(os.path.join(directory, "Makefile"), makefile_lines(((n, []) for n in names), names))
+    write(os.path.join(directory, "build.ninja"), ninja_lines(((n, []) for n in names), names))
+    write(os.path.join(directory, "lines.txt"), ["true"] * count)
+    return os.path.join(directory, "jobs.yaml")
+
+
+def bench_trues(tmp, count, rounds):
+    """(a) independent jobs of `true`: every peer."""
+    directory = os.path.join(tmp, "a")
+    jobfile = write_trues(directory, count)
+    lines = os.path.join(directory, "lines.txt")
+
+    def from_lines(cmd):
+        def run_once(_):
+            with open(lines) as stdin:
+                return measure(cmd, directory, stdin=stdin)
+        return run_once
+
+    tools = {
+        f"orchestrate -j{JOBS}": lambda r: measure(
+            orchestrate_run(jobfile, os.path.join(tmp, "logs-a")), directory),
+        f"make -j{JOBS}": lambda r: measure(make_cmd(directory), directory),
+        f"ninja -j{JOBS}": lambda r: measure(ninja_cmd(directory), directory),
+        f"xargs -P{JOBS}": from_lines(["xargs", "-P", str(JOBS), "-n", "1", "sh", "-c"]),
+    }
+    if shutil.which("parallel"):
+        tools[f"parallel -j{JOBS}"] = from_lines(["parallel", f"-j{JOBS}"])
+    workload = f"(a) {count} x true"
+    rows = run_rounds(workload, tools, rounds)
+    if not shutil.which("parallel"):
+        rows.append(Row(workload, f"parallel -j{JOBS}", error="not installed"))
+    orchestrate, make = rows[0], rows[1]
+    if orchestrate.median and make.median:
+        orchestrate.notes.append(f"target <= 1.00x make: {met(orchestrate.median <= make.median)}")
+    return rows, jobfile
+
+
+def bench_processes(tmp, jobfile, make_row, rounds):
+    """(e) workload (a) with --processes 2, compared with make on (a)."""
+    directory = os.path.dirname(jobfile)
+    tools = {f"orchestrate -j{JOBS} --processes 2": lambda r: measure(
+        orchestrate_run(jobfile, os.path.join(tmp, "logs-e"), "--processes", "2"), directory)}
+    rows = run_rounds("(e) (a) with --processes 2", tools, rounds)
+    rows[0].baseline = make_row
+    return rows
+
+
+def bench_dag(tmp, layers, rounds, width=100):
+    """(b) a layered DAG: job i of layer L needs i and (i+1)%width of layer L-1."""
+    directory = os.path.join(tmp, "b")
+    os.makedirs(directory)
+    nodes = []
+    for layer in range(layers):
+        for i in range(width):
+            needs = [] if layer == 0 else [f"L{layer - 1}_{i}", f"L{layer - 1}_{(i + 1) % width}"]
+            nodes.append((f"L{layer}_{i}", needs))
+    last = [f"L{layers - 1}_{i}" for i in range(width)]
+    jobfile = write(os.path.join(directory, "jobs.yaml"), jobfile_lines(
+        (name, 'run: "true"' + (f", needs: [{', '.join(needs)}]" if needs else ""))
+        for name, needs in nodes))
+    write(os.path.join(directory, "Makefile"), makefile_lines(nodes, last))
+    write(os.path.join(directory, "build.ninja"), ninja_lines(nodes, last))
+    tools = {
+        f"orchestrate -j{JOBS}": lambda r: measure(
+            orchestrate_run(jobfile, os.path.join(tmp, "logs-b")), directory),
+        f"make -j{JOBS}": lambda r: measure(make_cmd(directory), directory),
+        f"ninja -j{JOBS}": lambda r: measure(ninja_cmd(directory), directory),
+    }
+    rows = run_rounds(f"(b) DAG of {len(nodes)}", tools, rounds)
+    orchestrate, ninja = rows[0], rows[2]
+    if orchestrate.median and ninja.median:
+        ratio = orchestrate.median / ninja.median
+        orchestrate.notes.append(f"{ratio:.2f}x ninja, target <= 1.2x: {met(ratio <= 1.2)}")
+    return rows
+
+
+def bench_big_output(tmp, size, rounds):
+    """(c) one job printing `size` bytes: orchestrate's log against make's redirect."""
+    directory = os.path.join(tmp, "c")
+    os.makedirs(directory)
+    command = f"head -c {size} /dev/zero"
+    jobfile = write(os.path.join(directory, "jobs.yaml"),
+                    jobfile_lines([("big", f'run: "{command}"')]))
+    write(os.path.join(directory, "Makefile"), ["all:", f"\t{command} > out.bin"])
+    log_dir = os.path.join(tmp, "logs-c")
+    log_sizes = []
+
+    def orchestrate_once(_):
+        result = measure(orchestrate_run(jobfile, log_dir), directory)
+        logs = [os.path.join(log_dir, name) for name in os.listdir(log_dir)]
+        log_sizes.append(sum(os.path.getsize(path) for path in logs))
+        shutil.rmtree(log_dir)
+        return result
+
+    def make_once(_):
+        try:
+            return measure(make_cmd(directory), directory)
+        finally:
+            if os.path.exists(os.path.join(directory, "out.bin")):
+                os.remove(os.path.join(directory, "out.bin"))
+
+    tools = {"orchestrate": orchestrate_once, "make (> file)": make_once}
+    rows = run_rounds(f"(c) 1 job printing {size >> 20} MiB", tools, rounds)
+    orchestrate = rows[0]
+    if not orchestrate.error:
+        exact = all(n == size for n in log_sizes)
+        orchestrate.notes.append(f"RSS target < 100 MB: {met(max(orchestrate.rss_mb) < 100)}")
+        orchestrate.notes.append(
+            f"log size {log_sizes[-1]} bytes, exactly {size}: {'ok' if exact else 'WRONG'}")
+    return rows, log_sizes
+
+
+def big_jobfile_lines(count):
+    """`count` jobs in chunks of 40: 36 plain jobs in a chain (every 5th also needing the
+    job 10 back) and a 2x2 matrix job that the next chunk's first job needs whole."""
+    yield "version: 1"
+    yield "env: {PYTHONUNBUFFERED: '1'}"
+    yield "defaults: {timeout: 10m, retries: 1}"
+    yield "jobs:"
+    n = 0
+    for chunk in range(count // 40):
+        for k in range(36):
+            needs = []
+            if k == 0 and chunk > 0:
+                needs.append(f"m{chunk - 1}")
+            elif n > 0:
+                needs.append(f"j{n - 1}")
+            if k % 5 == 1 and n >= 10:
+                needs.append(f"j{n - 10}")
+            extra = f", tags: [t{k % 3}]" if k % 3 == 0 else ""
+            yield f'  j{n}: {{run: "true", needs: [{", ".join(needs)}]{extra}}}'
+            n += 1
+        yield (f'  m{chunk}: {{run: "echo $OS-$ARCH", needs: [j{n - 1}], '
+               f'matrix: {{OS: [linux, mac], ARCH: [x86, arm]}}}}')
+
+
+def bench_big_file(tmp, count, rounds):
+    """(d) validate and dry-run a file of `count` jobs (after matrix expansion)."""
+    directory = os.path.join(tmp, "d")
+    os.makedirs(directory)
+    jobfile = write(os.path.join(directory, "jobs.yaml"), big_jobfile_lines(count))
+    size_mb = os.path.getsize(jobfile) / 1e6
+
+    def dry_run(_):
+        with open(os.devnull, "w") as devnull:
+            return measure(orchestrate_run(jobfile, os.path.join(tmp, "logs-d"), "--dry-run"),
+                           directory, stdout=devnull)
+
+    tools = {
+        "orchestrate validate": lambda r: measure([*ORCHESTRATE, "validate", jobfile], directory),
+        "orchestrate run --dry-run": dry_run,
+    }
+    rows = run_rounds(f"(d) file of {count:,} jobs ({size_mb:.1f} MB)", tools, rounds)
+    for row in rows:
+        if not row.error:
+            ok = row.median < 5 and max(row.rss_mb) < 600
+            row.notes.append(f"target < 5 s and < 600 MB: {met(ok)}")
+    return rows
+
+
+# ---------------------------------------------------------------- (f) zombie bound
+
+def read_process_table():
+    """{pid: (ppid, state, comm)} for every process /proc shows right now."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue  # gone between listdir and open
+        close = data.rfind(b")")
+        state, ppid = data[close + 2:].split(b" ", 2)[:2]
+        table[int(name)] = (int(ppid), state.decode(), data[data.find(b"(") + 1:close].decode())
+    return table
+
+
+def descendants(table, root):
+    """{pid: (ppid, state, comm)} of every process below root."""
+    children = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, stack = {}, list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        found[pid] = table[pid]
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def sample_children(jobfile, log_dir, processes, interval=0.005):
+    """Run orchestrate and snapshot its process tree every `interval` until it exits."""
+    cmd = orchestrate_run(jobfile, log_dir, "--processes", str(processes))
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    samples, done = [], threading.Event()
+
+    def sampler():
+        while not done.is_set():
+            samples.append(descendants(read_process_table(), proc.pid))
+            done.wait(interval)
+
+    thread = threading.Thread(target=sampler)
+    thread.start()
+    _, err = proc.communicate(timeout=TIMEOUT)
+    done.set()
+    thread.join()
+    return proc.returncode, err.decode(errors="replace"), proc.pid, samples
+
+
+def zombie_row(jobfile, log_dir, processes):
+    """One line of the bound check: jobs alive at once (running or zombie) against -j."""
+    code, err, root, samples = sample_children(jobfile, log_dir, processes)
+    seen = {}
+    for sample in samples:
+        for pid, (_, _, comm) in sample.items():
+            seen.setdefault(pid, [0, comm])[0] += 1
+    # Helpers (worker processes, a forkserver) live through most of the run; jobs do not.
+    helpers = {pid: comm for pid, (count, comm) in seen.items()
+               if count >= max(3, len(samples) // 5)}
+    children = [sum(1 for p in s.values() if p[0] == root) for s in samples]
+    jobs = [{pid: p for pid, p in s.items() if pid not in helpers} for s in samples]
+    max_jobs = max((len(s) for s in jobs), default=0)
+    zombies = max((sum(1 for p in s.values() if p[1] == "Z") for s in jobs), default=0)
+    verdict = "ok" if code == 0 and max_jobs <= JOBS else "EXCEEDED" if code == 0 else f"exit {code}"
+    helper_names = ", ".join(sorted(set(helpers.values()))) or "none"
+    return [f"--processes {processes}", len(samples), max(children, default=0), max_jobs,
+            zombies, f"{len(helpers)} ({helper_names})", f"<= {JOBS}: {verdict}"], err
+
+
+def bench_zombies(tmp, count):
+    """(f) issue 3: `count` jobs of `true` never hold more than -j children."""
+    directory = os.path.join(tmp, "f")
+    jobfile = write_trues(directory, count)
+    rows = []
+    for processes in (1, 2):
+        progress(f"(f) zombie bound, --processes {processes}")
+        row, err = zombie_row(jobfile, os.path.join(tmp, "logs-f"), processes)
+        rows.append(row)
+        if err.strip():
+            print(f"orchestrate stderr (--processes {processes}): {err.strip()[-500:]}")
+    return rows
+
+
+# ---------------------------------------------------------------- main
+
+def version(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=ENV).stdout
+    except OSError:
+        return "not installed"
+    return out.strip().splitlines()[0] if out.strip() else "?"
+
+
+def print_header(rounds, quick):
+    print(f"orchestrate bench: {rounds} round(s), median shown{' (--quick)' if quick else ''}")
+    load = ", ".join(f"{n:.2f}" for n in os.getloadavg())
+    print(f"CPUs (os.cpu_count()): {os.cpu_count()}; load average before the run: {load}")
+    print(f"python: {sys.version.split()[0]} ({sys.executable})")
+    print(f"orchestrate: {version([*ORCHESTRATE, '--version'])} (run as {' '.join(ORCHESTRATE)})")
+    print(f"make: {version(['make', '--version'])}")
+    print(f"ninja: {version(['ninja', '--version'])}")
+    print(f"xargs: {version(['xargs', '--version'])}")
+    parallel = version(["parallel", "--version"]) if shutil.which("parallel") else "not installed"
+    print(f"GNU parallel: {parallel}")
+    print("peak RSS: getrusage(RUSAGE_CHILDREN).ru_maxrss from a wrapper process "
+          "(largest single process of the tool's tree)")
+    print(flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, help="rounds per tool (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="one round of smaller workloads")
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+    trues, layers, output, big = (200, 10, 64 << 20, 10_000) if args.quick else \
+        (2000, 50, 1 << 30, 100_000)
+
+    print_header(rounds, args.quick)
+    with tempfile.TemporaryDirectory(prefix="orchestrate-bench-") as tmp:
+        rows, jobfile = bench_trues(tmp, trues, rounds)
+        make_a = rows[1]
+        rows += bench_dag(tmp, layers, rounds)
+        big_rows, log_sizes = bench_big_output(tmp, output, rounds)
+        rows += big_rows
+        rows += bench_big_file(tmp, big, rounds)
+        rows += bench_processes(tmp, jobfile, make_a, rounds)
+        zombies = bench_zombies(tmp, trues)
+
+    print(tabulate([row.cells() for row in rows],
+                   headers=["workload", "tool", "median s", "min-max s", "x make", "peak RSS MB", "notes"]))
+    print()
+    if log_sizes:
+        exact = all(n == output for n in log_sizes)
+        print(f"(c) log size check: {', '.join(map(str, log_sizes))} bytes per round, "
+              f"expected {output}: {'ok' if exact else 'WRONG'}")
+        print()
+    print(f"(f) zombie bound: {trues} jobs of true at -j{JOBS}, /proc/*/stat sampled every ~5 ms")
+    print(tabulate(zombies, headers=["run", "samples", "max children", "max jobs alive",
+                                     "max zombies", "helpers", "bound"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
