@@ -12,12 +12,14 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 
 import gevent
 from gevent.event import Event
 
 TAIL_BYTES = 8192
+WATCHDOG_SECONDS = 1.0
 READ_SIZE = 1 << 16
 
 
@@ -169,8 +171,8 @@ class Process:
         popen.returncode = 0
         return popen.pid
 
-    def _on_exit(self) -> None:
-        self.status = self._child.rstatus
+    def _on_exit(self, status: int | None = None) -> None:
+        self.status = self._child.rstatus if status is None else status
         self._child.stop()
         _running_jobs.pop(self.pid, None)
         orphans.sweep_soon()
@@ -208,8 +210,31 @@ class Process:
             self.sink.write(data)
         self._close_pipe()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.exited.wait(timeout)
+    def wait(self, timeout: float | None = None, stop: Event | None = None) -> bool:
+        """Wait until the process exits, `timeout` passes or `stop` is set; True if it exited.
+
+        Waits in slices, checking with waitpid between them: a lost SIGCHLD must cost a
+        second, not wedge the run."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        events = [self.exited] if stop is None else [self.exited, stop]
+        while True:
+            slice_ = WATCHDOG_SECONDS if deadline is None else min(WATCHDOG_SECONDS, deadline - time.monotonic())
+            if slice_ > 0:
+                gevent.wait(events, timeout=slice_, count=1)
+            if self.exited.is_set() or (stop is not None and stop.is_set()):
+                break
+            self._check_exit()
+            if self.exited.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                break
+        return self.exited.is_set()
+
+    def _check_exit(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid:
+            self._on_exit(status)
 
     def signal_group(self, sig: int) -> bool:
         return kill_group(self.pid, sig)
@@ -250,12 +275,9 @@ def run_process(argv, env, cwd, sink: OutputSink, timeout: float | None, kill_gr
         return ProcessResult(exit_code=code, reason=reason)
     timed_out = stopped = False
     try:
-        if stop is None:
-            timed_out = not process.wait(timeout)
-        else:
-            gevent.wait([process.exited, stop], timeout=timeout, count=1)
-            if not process.exited.is_set():
-                timed_out, stopped = not stop.is_set(), stop.is_set()
+        if not process.wait(timeout, stop):
+            stopped = stop is not None and stop.is_set()
+            timed_out = not stopped
         if not process.exited.is_set():
             process.terminate(kill_grace)
     finally:

@@ -11,7 +11,7 @@ import pytest
 from gevent.event import Event
 
 from conftest import child, child_argv
-from orchestrator.process import OutputSink, run_process
+from orchestrator.process import OutputSink, Process, run_process
 
 
 def run(argv, timeout=30, grace=1.0, stop=None, log=None, cwd=None, env=None):
@@ -130,3 +130,16 @@ def test_log_write_failure_fails_the_job_with_a_reason():
     result, sink = run(child_argv("print", "hello"), log=FullDisk())
     assert not result.succeeded and "No space left on device" in result.reason
     assert sink.tail_text() == b"hello\n"
+
+
+def test_a_lost_sigchld_costs_a_second_not_a_hang():
+    loop = gevent.get_hub().loop
+    process = Process(child_argv("exit", 7), None, None, OutputSink(None))
+    loop.reset_sigchld()  # as if the handler were not there when the child exited
+    try:
+        with gevent.Timeout(10):
+            assert process.wait(30)
+    finally:
+        loop.install_sigchld()
+    process.drain()
+    assert process.result().exit_code == 7
