@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from contextlib import contextmanager
@@ -107,7 +108,7 @@ class Engine:
         self.options = options
         self.options.run_id = options.run_id or uuid.uuid4().hex[:12]
         self.log_store = log_store
-        self.base_env = base_env
+        self.base_env = dict(os.environ) if base_env is None else base_env  # decoded once, not per job
         self.gate = ResourceGate(capacities or {})
         self.slots = token_gate or NoTokens()
         self.resumed = resumed  # done in the previous run; not run again

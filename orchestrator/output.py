@@ -25,6 +25,23 @@ def log_file_name(job_name: str) -> str:
     return safe + ".log"
 
 
+class LogFile:
+    """A job's log, written through the raw descriptor: no buffering to lose, and every
+    byte written even when the kernel takes a chunk in parts."""
+
+    def __init__(self, path: str, append: bool = False):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+        self.fd = os.open(path, flags, 0o644)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class LogStore:
     """One log file per job under `directory`, opened for each attempt."""
 

@@ -38,8 +38,10 @@ class HistoryWriter:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def append(self, record: dict) -> None:
-        os.write(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+    def append(self, records: list[dict]) -> None:
+        """Whole lines in one write (O_APPEND), so a crash never leaves half a record
+        before a whole one."""
+        os.write(self.fd, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode())
 
     def sync(self) -> None:
         os.fdatasync(self.fd)

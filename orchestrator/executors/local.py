@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator.output import LogFile
 from orchestrator.process import OutputSink, ProcessResult, run_process
 
 
@@ -28,7 +29,7 @@ def run_attempt_spec(spec: AttemptSpec, stop, on_output, kill_grace: float, pass
     log_file = None
     if spec.log_path is not None:
         try:
-            log_file = open(spec.log_path, "wb" if spec.attempt == 1 else "ab", buffering=0)
+            log_file = LogFile(spec.log_path, append=spec.attempt > 1)
         except OSError as exc:
             return ProcessResult(reason=f"cannot open log {spec.log_path}: {exc.strerror}")
     sink = OutputSink(log_file, on_output)
