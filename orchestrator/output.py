@@ -72,14 +72,16 @@ class Reporter:
 
     # -- the interface the engine talks to (each only posts a message) --
     def job_started(self, name: str) -> None:
-        self.inbox.put(("started", name))
+        if self.status is not None:  # nothing else to do on a start: spare the actor a wake-up
+            self.inbox.put(("started", name))
 
     def job_output(self, name: str, data: bytes) -> None:
         if self.mode == "stream":
             self.inbox.put(("output", name, data))
 
     def job_finished(self, result: JobResult) -> None:
-        self.inbox.put(("finished", result))
+        if self.mode != "none" or self.status is not None:
+            self.inbox.put(("finished", result))
 
     def message(self, text: str) -> None:
         self.inbox.put(("message", text))
