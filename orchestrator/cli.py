@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load(path: str):
-    from orchestrator.loader import load as load_file
+    from orchestrator.loader import load_for_process
 
-    return load_file(path)
+    return load_for_process(path)
 
 
 def cmd_validate(args) -> int:

@@ -16,7 +16,7 @@ from orchestrator import graph, jobserver, state, terminal
 from orchestrator.errors import UsageError
 from orchestrator.engine import Engine, EngineOptions
 from orchestrator.executors.local import LocalExecutor
-from orchestrator.loader import load
+from orchestrator.loader import load_for_process
 from orchestrator.output import LogStore, Reporter
 from orchestrator.process import kill_all_leftovers, orphans
 from orchestrator.results import RunSummary, StopReason
@@ -49,7 +49,7 @@ def run(request: RunRequest, stdout=None) -> int:
     """Run a job file as the command line asked; return the exit code."""
     stdout = stdout or sys.stdout
     make = jobserver.parse_makeflags(os.environ.get("MAKEFLAGS"))
-    jobfile = load(request.file)
+    jobfile = load_for_process(request.file)
     names = graph.select(jobfile.jobs, request.targets, request.tags)
     if request.dry_run or make.dry_run:  # `make -n` still runs `+` recipes: it means us too
         print_dry_run(jobfile, graph.order(jobfile.jobs, names), stdout)
