@@ -126,10 +126,11 @@ def cmd_graph(args) -> int:
 def cmd_run(args) -> int:
     from orchestrator.run import RunRequest, run
 
+    from orchestrator.report import report_extension
+
     table_format = _table_format(args.table_format)
     for path in args.report_file:
-        if os.path.splitext(path)[1] not in (".json", ".xml"):
-            raise UsageError(f"--report-file {path}: the name must end in .json or .xml")
+        _checked(report_extension, path)
     request = RunRequest(
         file=args.file, targets=args.targets, tags=args.tag, jobs=args.jobs,
         policy="keep-going" if args.keep_going else "fail-fast" if args.fail_fast else "stop",
@@ -142,11 +143,18 @@ def cmd_run(args) -> int:
 
 
 def _table_format(name: str) -> str:
-    import tabulate
+    from orchestrator.report import check_table_format
 
-    if name not in tabulate.tabulate_formats:
-        raise UsageError(f"unknown --table-format {name!r}; choose one of: {', '.join(sorted(tabulate.tabulate_formats))}")
+    _checked(check_table_format, name)
     return name
+
+
+def _checked(check, value) -> None:
+    """Run one of report's checks on a command-line value; its ValueError is a usage error."""
+    try:
+        check(value)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "graph": cmd_graph}

@@ -21,9 +21,6 @@ from orchestrator.graph import Plan
 from orchestrator.model import Job
 from orchestrator.results import JobResult, RunSummary, Status, StopReason
 
-POLICIES = ("stop", "keep-going", "fail-fast")
-
-
 @dataclass
 class EngineOptions:
     jobs: int = 1
@@ -120,8 +117,6 @@ class Engine:
         self.stop_event = Event()
         self.stop_reason: StopReason | None = None
         self.halted = False  # after a failure under the default policy: start nothing new
-        self.running = 0
-        self.peak_running = 0
 
     def log_path(self, name: str) -> str | None:
         return self.log_store.path(name) if self.log_store is not None else None
@@ -181,8 +176,6 @@ class Engine:
             runner.unlink(self._on_runner_done)
             self.gate.release(job.resources)
             raise
-        self.running += 1
-        self.peak_running = max(self.peak_running, self.running)
         return True
 
     def _on_admission_done(self, admission: Greenlet) -> None:
@@ -191,7 +184,6 @@ class Engine:
             self.finished.put((admission.job_name, self._unstarted(admission.job_name, Status.CANCELLED)))
 
     def _on_runner_done(self, runner: JobRunner) -> None:
-        self.running -= 1
         self.gate.release(runner.job.resources)
         if isinstance(runner.value, JobResult):
             result = runner.value

@@ -30,7 +30,6 @@ class ResourceGate:
         self.capacity = dict(capacity)
         self.free = dict(capacity)
         self.waiters: deque[_Waiter] = deque()
-        self.in_use_peak = {name: 0 for name in capacity}
 
     def acquire(self, demand: Mapping[str, int]) -> None:
         """Block this greenlet until the whole demand is granted."""
@@ -67,8 +66,6 @@ class ResourceGate:
             if all(self.free[name] >= units for name, units in waiter.demand.items()):
                 for name, units in waiter.demand.items():
                     self.free[name] -= units
-                    used = self.capacity[name] - self.free[name]
-                    self.in_use_peak[name] = max(self.in_use_peak[name], used)
                 self.waiters.remove(waiter)
                 waiter.granted.set()
             else:
