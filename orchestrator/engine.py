@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Mapping
@@ -111,7 +112,8 @@ class Engine:
         self.resumed = resumed  # done in the previous run; not run again
         self.on_result = on_result
         self.pool = Pool(max(1, options.jobs))
-        self.admissions = Group()
+        self.admissions = Group()  # greenlets waiting at the resource gate
+        self.waiting: deque[Job] = deque()  # jobs with their resources, waiting for a slot
         self.results: dict[str, AsyncResult] = {name: AsyncResult() for name in self.plan.names}
         self.finished: Queue = Queue()
         self.stop_event = Event()
@@ -128,7 +130,7 @@ class Engine:
             self.stop_reason = reason
         self.halted = True
         self.stop_event.set()
-        self.admissions.kill(block=False)
+        self._cancel_waiting()
 
     def kill_now(self) -> None:
         """A second interrupt: kill every running job's process group at once."""
@@ -158,25 +160,42 @@ class Engine:
                 self.finished.put((name, JobResult(name, Status.RESUMED, log_path=self.log_path(name))))
             elif self.halted:
                 self.finished.put((name, self._unstarted(name, Status.CANCELLED)))
-            else:
+            elif self.jobs[name].resources:
                 admission = Greenlet(self._admit, self.jobs[name])
                 admission.job_name = name  # gevent drops `args` once a greenlet is killed
                 admission.link(self._on_admission_done)
                 self.admissions.start(admission)
+            else:
+                self._enqueue(self.jobs[name])
 
     def _admit(self, job: Job) -> bool:
+        """A job that needs resources waits for them here, then queues for a slot."""
         self.gate.acquire(job.resources)
+        self._enqueue(job)
+        return True
+
+    def _enqueue(self, job: Job) -> None:
+        self.waiting.append(job)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Start waiting jobs, first come first served, while the -j pool has room."""
+        while self.waiting and not self.halted and self.pool.free_count():
+            self._start_runner(self.waiting.popleft())
+
+    def _start_runner(self, job: Job) -> None:
         runner = JobRunner(self, job)
         # A raw link runs in the hub as the runner ends, before the pool frees its slot, so
         # a failure halts the run before a waiting job can take that slot.
         runner.rawlink(self._on_runner_done)
-        try:
-            self.pool.start(runner)  # waits for a -j slot
-        except BaseException:
-            runner.unlink(self._on_runner_done)
+        self.pool.start(runner)  # never waits: _pump checked for room
+
+    def _cancel_waiting(self) -> None:
+        self.admissions.kill(block=False)
+        while self.waiting:
+            job = self.waiting.popleft()
             self.gate.release(job.resources)
-            raise
-        return True
+            self.finished.put((job.name, self._unstarted(job.name, Status.CANCELLED)))
 
     def _on_admission_done(self, admission: Greenlet) -> None:
         # Killed while waiting at a gate, or before it ever ran: the job never started.
@@ -198,6 +217,7 @@ class Engine:
                                log_path=self.log_path(runner.job.name))
         self._apply_policy(result)
         self.finished.put((runner.job.name, result))
+        gevent.get_hub().loop.run_callback(self._pump)  # once the pool has freed the slot
 
     def _apply_policy(self, result: JobResult) -> None:
         if result.status in (Status.FAILED, Status.TIMEOUT):
@@ -205,7 +225,7 @@ class Engine:
                 self.stop(StopReason.FAIL_FAST)
             elif self.options.policy == "stop":
                 self.halted = True
-                self.admissions.kill(block=False)
+                self._cancel_waiting()
 
     def _record(self, name: str, result: JobResult) -> None:
         self._set_result(result)
