@@ -83,7 +83,8 @@ class JobRunner(Greenlet):
         return JobResult(
             name=self.job.name, status=status, exit_code=outcome.exit_code, signal=outcome.signal,
             attempts=attempts, start=self.started_at, end=time.time(),
-            tail=outcome.tail.decode("utf-8", "replace"), log_path=log_path, reason=outcome.reason,
+            tail=outcome.tail.decode("utf-8", "replace"), reason=outcome.reason,
+            log_path=log_path if log_path and os.path.exists(log_path) else None,  # silent: no log
         )
 
 

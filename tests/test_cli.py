@@ -1,5 +1,6 @@
 """The command line: subcommands, usage errors and bad files, as a user meets them."""
 
+import json
 import os
 import re
 
@@ -79,3 +80,17 @@ def test_table_format_and_report_files(tmp_path):
     assert "| job" in result.stdout and "8 ok, 1 allowed in" in result.stdout
     assert report_json.exists() and report_xml.read_text().startswith("<?xml")
     assert (tmp_path / "logs" / "package.log").read_text() == "hello from package\n"
+
+
+def test_a_silent_job_leaves_no_log_and_no_stale_one(tmp_path, write_jobs):
+    jobs = write_jobs("jobs:\n  talk: {run: echo hi}\n  quiet: {run: 'true'}\n")
+    logs = tmp_path / ".orchestrate" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "quiet.log").write_text("output of an earlier run\n")
+    report = tmp_path / "report.json"
+    result = run_cli("run", jobs, "--report-file", report)
+    assert result.returncode == 0, result.stderr
+    assert (logs / "talk.log").read_text() == "hi\n"
+    assert not (logs / "quiet.log").exists()
+    by_name = {job["name"]: job for job in json.loads(report.read_text())["jobs"]}
+    assert by_name["quiet"]["log_path"] is None and by_name["talk"]["log_path"] == str(logs / "talk.log")

@@ -21,7 +21,7 @@ class AttemptSpec:
 
 
 def spec_for(job, attempt: int, env, log_path) -> AttemptSpec:
-    return AttemptSpec(tuple(job.argv), dict(env), job.cwd, job.timeout, attempt, log_path)
+    return AttemptSpec(job.argv, env, job.cwd, job.timeout, attempt, log_path)
 
 
 def run_attempt_spec(spec: AttemptSpec, stop, on_output, kill_grace: float, pass_fds=()) -> ProcessResult:
