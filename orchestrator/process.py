@@ -113,6 +113,20 @@ def find_program(name: str, env) -> str:
     return found
 
 
+def seal_inherited_descriptors(keep=()) -> None:
+    """Make every descriptor above 2 that this process inherited non-inheritable, except
+    `keep`: posix_spawn passes on whatever is inheritable, and a job holding, say, the
+    pipe multiprocessing uses to see a worker die would hide that death (Popen's
+    close_fds did this for us)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the directory's own descriptor, closed by now
+
+
 def _posix_spawn(argv, env, write_fd, pass_fds) -> int:
     """The fast launch (DESIGN.md): glibc's posix_spawn is a vfork and exec, with no Python
     in the child. Descriptors are non-inheritable in Python, so only 0-2 and pass_fds pass."""

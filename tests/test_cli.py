@@ -94,3 +94,18 @@ def test_a_silent_job_leaves_no_log_and_no_stale_one(tmp_path, write_jobs):
     assert not (logs / "quiet.log").exists()
     by_name = {job["name"]: job for job in json.loads(report.read_text())["jobs"]}
     assert by_name["quiet"]["log_path"] is None and by_name["talk"]["log_path"] == str(logs / "talk.log")
+
+
+def test_jobs_do_not_inherit_the_callers_descriptors(tmp_path, write_jobs):
+    jobs = write_jobs("jobs:\n  fds: {run: [ls, /proc/self/fd]}\n")
+    extra_read, extra_write = os.pipe()
+    try:
+        result = run_cli("run", jobs, "-o", "none", pass_fds=(extra_read, extra_write))
+    finally:
+        os.close(extra_read)
+        os.close(extra_write)
+    assert result.returncode == 0, result.stderr
+    listed = (tmp_path / ".orchestrate" / "logs" / "fds.log").read_text().split()
+    assert {"0", "1", "2"} <= set(listed)
+    # Only our own jobserver's pipe (for makes inside jobs) is passed on, never the caller's.
+    assert str(extra_read) not in listed and str(extra_write) not in listed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.output import LogFile
-from orchestrator.process import OutputSink, ProcessResult, run_process
+from orchestrator.process import OutputSink, ProcessResult, run_process, seal_inherited_descriptors
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class LocalExecutor:
     def __init__(self, kill_grace: float = 5.0, pass_fds: tuple[int, ...] = ()):
         self.kill_grace = kill_grace
         self.pass_fds = pass_fds  # every job inherits these (a jobserver's pipe)
+        seal_inherited_descriptors(keep=pass_fds)
 
     def run_attempt(self, job, attempt, env, log_path, stop, on_output) -> ProcessResult:
         return run_attempt_spec(spec_for(job, attempt, env, log_path), stop, on_output, self.kill_grace,

@@ -125,9 +125,10 @@ def worker_main(tasks, results, kill_grace: float, run_id: str) -> None:
     import gevent.pool
     from gevent.event import Event
 
-    from orchestrator.process import kill_all_leftovers, orphans
+    from orchestrator.process import kill_all_leftovers, orphans, seal_inherited_descriptors
 
     _die_with_parent()
+    seal_inherited_descriptors()  # our end of the pipe that tells the parent we died, above all
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     orphans.become_subreaper(run_id)
     stop = Event()
