@@ -268,3 +268,14 @@ def test_a_run_killed_with_sigkill_leaves_a_record_resume_can_use(tmp_path, writ
                              capture_output=True, text=True, timeout=60)
     assert statuses(report) == {"quick": "ok (resumed)", "slow": "interrupted"}
     assert resumed.returncode == 124
+
+
+def test_a_daemon_is_killed_when_its_job_ends_while_the_run_goes_on(tmp_path, write_jobs):
+    pidfile = tmp_path / "daemon.pid"
+    gone = f"for i in $(seq 100); do kill -0 $(cat {pidfile}) 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
+    jobs = write_jobs(f"""jobs:
+  spawner: {{run: {json.dumps(child('daemon', 120, pidfile))}}}
+  checker: {{run: {json.dumps(gone)}, needs: [spawner]}}
+""")
+    result = subprocess.run([*ORCH, "run", jobs, "--kill-grace", "0.5s"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
