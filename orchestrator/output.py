@@ -146,7 +146,12 @@ class Reporter:
             self._print_log(result)
 
     def _on_message(self, text: str) -> None:
-        self._write(text.encode("utf-8", "replace") + b"\n")
+        # Notices about the run itself go to stderr: stdout stays the jobs' output and the table.
+        try:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        except OSError:
+            pass
 
     def _print_log(self, result: JobResult) -> None:
         if result.log_path is None or not os.path.exists(result.log_path):
