@@ -58,18 +58,20 @@ class ResourceGate:
 
     def _grant(self) -> None:
         reserved: set[str] = set()
-        for waiter in list(self.waiters):
+        granted = []
+        for waiter in self.waiters:
             names = waiter.demand.keys()
-            if not reserved.isdisjoint(names):
-                reserved.update(names)
-                continue
-            if all(self.free[name] >= units for name, units in waiter.demand.items()):
+            if reserved.isdisjoint(names) and all(self.free[n] >= units for n, units in waiter.demand.items()):
                 for name, units in waiter.demand.items():
                     self.free[name] -= units
-                self.waiters.remove(waiter)
-                waiter.granted.set()
+                granted.append(waiter)
             else:
                 reserved.update(names)
+                if len(reserved) == len(self.capacity):
+                    break  # every resource is promised to someone earlier: nobody later fits
+        for waiter in granted:
+            self.waiters.remove(waiter)
+            waiter.granted.set()
 
     @contextmanager
     def hold(self, demand: Mapping[str, int]):
