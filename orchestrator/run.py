@@ -147,12 +147,13 @@ def execute_in(jobfile, names, request: RunRequest, slots: jobserver.JobSlots, m
     options = EngineOptions(jobs=slots.pool_size, policy=request.policy,
                             timeout=request.timeout, run_id=uuid.uuid4().hex[:12])
     orphans.become_subreaper(options.run_id)
-    executor = make_executor(request, options.run_id, slots.pass_fds)
+    base_env = slots.environment(os.environ)
+    executor = make_executor(request, options.run_id, slots.pass_fds, base_env)
     history = History(state.history_path(request.file),
                       state.start_record(options.run_id, time.time(), jobfile.jobs, names))
     engine = Engine(jobfile.jobs, names, executor, reporter, options, capacities=jobfile.resources,
                     log_store=LogStore(log_dir), resumed=resumed, on_result=history.record,
-                    base_env=slots.environment(os.environ), token_gate=slots.gate)
+                    base_env=base_env, token_gate=slots.gate)
     handlers = [gevent.signal_handler(signum, _on_signal, engine, reason, reporter)
                 for signum, reason in SIGNAL_STOPS.items()]
     try:
@@ -166,11 +167,11 @@ def execute_in(jobfile, names, request: RunRequest, slots: jobserver.JobSlots, m
         history.close()
 
 
-def make_executor(request: RunRequest, run_id: str, pass_fds: tuple[int, ...] = ()):
+def make_executor(request: RunRequest, run_id: str, pass_fds: tuple[int, ...] = (), base_env=None):
     if request.processes > 1:
         from orchestrator.executors.processes import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(request.processes, request.kill_grace, run_id)
+        return ProcessPoolExecutor(request.processes, request.kill_grace, run_id, base_env=base_env)
     return LocalExecutor(kill_grace=request.kill_grace, pass_fds=pass_fds)
 
 

@@ -2,8 +2,9 @@
 
 The parent keeps the DAG, the gates, the jobserver and the report; it feeds each worker
 through a multiprocessing JoinableQueue of its own (so it always knows which worker holds
-which attempt) and reads every answer from one result queue in gevent's threadpool, so its
-hub never blocks. A worker that dies fails the attempts it held; a new one takes its place.
+which attempt) and reads every answer from one result queue. Queues are read by a thread
+that hands messages to the hub (QueueBridge), so no hub ever blocks on a queue. A worker
+that dies fails the attempts it held; a new one takes its place.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import itertools
 import multiprocessing
 import os
 import signal
+import threading
+from collections import deque
+from dataclasses import replace
 
 import gevent
 import gevent.socket
@@ -23,21 +27,60 @@ from orchestrator.process import ProcessResult, orphans
 PR_SET_PDEATHSIG = 1
 
 
+class QueueBridge:
+    """Reads a multiprocessing queue in a thread of its own and hands each message to
+    `handle` in the hub: the blocking get never freezes a greenlet, and a burst of messages
+    costs the hub one wake-up. The thread ends after a message whose kind is in `last`."""
+
+    def __init__(self, queue, handle, last=("exit",)):
+        self.queue, self.handle, self.last = queue, handle, last
+        self.inbox: deque = deque()
+        self.watcher = gevent.get_hub().loop.async_()
+        self.watcher.start(self._deliver)
+        self.thread = threading.Thread(target=self._read, name="orchestrate-queue", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:  # in the thread: no gevent calls but the thread-safe send()
+        while True:
+            message = self.queue.get()
+            if hasattr(self.queue, "task_done"):
+                self.queue.task_done()
+            self.inbox.append(message)
+            self.watcher.send()
+            if message[0] in self.last:
+                return
+
+    def _deliver(self) -> None:  # in the hub
+        while self.inbox:
+            self.handle(self.inbox.popleft())
+
+    def close(self) -> None:
+        self.thread.join(timeout=5)
+        self._deliver()
+        self.watcher.stop()
+        self.watcher.close()
+
+
 class _Worker:
-    def __init__(self, context, index: int, results, kill_grace: float, run_id: str):
+    def __init__(self, context, index: int, results, kill_grace: float, run_id: str, base_env: dict):
         self.index = index
         self.tasks = context.JoinableQueue()
-        self.process = context.Process(target=worker_main, args=(self.tasks, results, kill_grace, run_id),
+        self.process = context.Process(target=worker_main,
+                                       args=(self.tasks, results, kill_grace, run_id, base_env),
                                        name=f"orchestrate-worker-{index}", daemon=True)
         self.process.start()
         self.attempts: set[int] = set()
 
 
 class ProcessPoolExecutor:
-    def __init__(self, processes: int, kill_grace: float = 5.0, run_id: str = "", start_method: str = "spawn"):
+    def __init__(self, processes: int, kill_grace: float = 5.0, run_id: str = "", start_method: str = "spawn",
+                 base_env: dict | None = None):
         self.context = multiprocessing.get_context(start_method)
         self.kill_grace = kill_grace
         self.run_id = run_id
+        # Workers start with the base environment; each attempt then carries only its own
+        # variables, not 40 inherited ones pickled again and again.
+        self.base_env = dict(os.environ) if base_env is None else dict(base_env)
         self.results = self.context.Queue()
         _protect_resource_tracker()
         self.pending: dict[int, AsyncResult] = {}
@@ -46,10 +89,10 @@ class ProcessPoolExecutor:
         self.closed = False
         self.stop_linked = False
         self.workers = [self._start_worker(index) for index in range(processes)]
-        self.reader = gevent.spawn(self._read_results)
+        self.reader = QueueBridge(self.results, self._on_result, last=("closed",))
 
     def _start_worker(self, index: int) -> _Worker:
-        worker = _Worker(self.context, index, self.results, self.kill_grace, self.run_id)
+        worker = _Worker(self.context, index, self.results, self.kill_grace, self.run_id, self.base_env)
         orphans.protected.add(worker.process.pid)  # ours, not a job's leftover
         gevent.spawn(self._watch, worker)
         return worker
@@ -65,7 +108,8 @@ class ProcessPoolExecutor:
         if on_output is not None:
             self.outputs[attempt_id] = on_output
         worker.attempts.add(attempt_id)
-        worker.tasks.put(("run", attempt_id, spec_for(job, attempt, env, log_path), on_output is not None))
+        own_env = {name: value for name, value in env.items() if self.base_env.get(name) != value}
+        worker.tasks.put(("run", attempt_id, spec_for(job, attempt, own_env, log_path), on_output is not None))
         if stop.is_set():
             worker.tasks.put(("stop",))
         try:
@@ -86,26 +130,21 @@ class ProcessPoolExecutor:
             if worker.process.is_alive():
                 worker.process.kill()
         self.results.put(("closed",))
-        self.reader.join(timeout=5)
+        self.reader.close()
 
     # -- parent side --
     def _broadcast(self, message) -> None:
         for worker in self.workers:
             worker.tasks.put(message)
 
-    def _read_results(self) -> None:
-        pool = gevent.get_hub().threadpool
-        while True:
-            message = pool.apply(self.results.get)
-            kind = message[0]
-            if kind == "closed":
-                return
-            if kind == "output":
-                callback = self.outputs.get(message[1])
-                if callback is not None:
-                    callback(message[2])
-            elif kind == "done" and message[1] in self.pending:
-                self.pending[message[1]].set(message[2])
+    def _on_result(self, message) -> None:
+        kind = message[0]
+        if kind == "output":
+            callback = self.outputs.get(message[1])
+            if callback is not None:
+                callback(message[2])
+        elif kind == "done" and message[1] in self.pending:
+            self.pending[message[1]].set(message[2])
 
     def _watch(self, worker: _Worker) -> None:
         gevent.socket.wait_read(worker.process.sentinel)
@@ -120,7 +159,7 @@ class ProcessPoolExecutor:
 
 
 # -- worker side --
-def worker_main(tasks, results, kill_grace: float, run_id: str) -> None:
+def worker_main(tasks, results, kill_grace: float, run_id: str, base_env: dict) -> None:
     """A worker: runs the attempts it is sent, each in a greenlet, until told to exit."""
     import gevent.pool
     from gevent.event import Event
@@ -131,7 +170,7 @@ def worker_main(tasks, results, kill_grace: float, run_id: str) -> None:
     seal_inherited_descriptors()  # our end of the pipe that tells the parent we died, above all
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     orphans.become_subreaper(run_id)
-    stop = Event()
+    stop, done = Event(), Event()
     running: dict[int, gevent.Greenlet] = {}
     group = gevent.pool.Group()
 
@@ -144,6 +183,7 @@ def worker_main(tasks, results, kill_grace: float, run_id: str) -> None:
 
     def run(attempt_id, spec, want_output):
         on_output = (lambda data: results.put(("output", attempt_id, data))) if want_output else None
+        spec = replace(spec, env={**base_env, **spec.env})
         result = ProcessResult(stopped=True, reason="killed")
         try:
             result = run_attempt_spec(spec, stop, on_output, kill_grace)
@@ -151,10 +191,7 @@ def worker_main(tasks, results, kill_grace: float, run_id: str) -> None:
             running.pop(attempt_id, None)
             results.put(("done", attempt_id, result))
 
-    pool = gevent.get_hub().threadpool
-    while True:
-        message = pool.apply(tasks.get)
-        tasks.task_done()
+    def on_task(message) -> None:  # in the hub, from the bridge
         kind = message[0]
         if kind == "run":
             running[message[1]] = group.spawn(run, *message[1:])
@@ -163,8 +200,12 @@ def worker_main(tasks, results, kill_grace: float, run_id: str) -> None:
         elif kind == "kill" and message[1] in running:
             running.pop(message[1]).kill(block=False)
         elif kind == "exit":
-            break
+            done.set()
+
+    bridge = QueueBridge(tasks, on_task)
+    done.wait()
     group.join()
+    bridge.close()
     kill_all_leftovers()
     results.close()
     results.join_thread()
