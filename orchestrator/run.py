@@ -185,13 +185,16 @@ def _on_signal(engine: Engine, reason: StopReason, reporter: Reporter) -> None:
 
 
 def report(summary: RunSummary, request: RunRequest, jobfile, stdout) -> None:
+    show_table = request.report == "table" and not (request.quiet and summary.exit_code == 0)
+    if not (show_table or request.report_files):
+        return  # spare the import of tabulate (40 ms) when there is nothing to render
     from orchestrator.report import render_table, write_report_file
 
     run_info = {"job_file": os.path.abspath(request.file), "run_id": summary.run_id,
                 "started": summary.started, "exit_code": summary.exit_code}
     for path in request.report_files:
         write_report_file(path, summary, run_info)
-    if request.report == "table" and not (request.quiet and summary.exit_code == 0):
+    if show_table:
         color = terminal.color_enabled(request.color, stdout)
         stdout.write(render_table(summary, request.table_format, color=color) + "\n")
         stdout.flush()
