@@ -11,6 +11,28 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(TESTS, "child.py")
 
 
+def alive(pid: int) -> bool:
+    """Running, not a zombie and not gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def parents() -> dict[int, int]:
+    """Every process's parent, from /proc."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    found[int(entry)] = int(stat.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
 def child(*actions) -> str:
     """A shell command string running tests/child.py with these actions."""
     return " ".join(shlex.quote(str(a)) for a in (sys.executable, CHILD, *actions))

@@ -1,7 +1,6 @@
 """The scheduler with a fake executor: limits, gates, policies, skips, stops."""
 
 import gevent
-import pytest
 
 from fakes import FakeExecutor, jobs_of, make_engine
 from orchestrator.model import Job

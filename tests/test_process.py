@@ -10,21 +10,13 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from conftest import child, child_argv
+from conftest import alive, child, child_argv
 from orchestrator.process import OutputSink, Process, run_process
 
 
 def run(argv, timeout=30, grace=1.0, stop=None, log=None, cwd=None, env=None):
     sink = OutputSink(log if log is not None else io.BytesIO())
     return run_process(argv, env, cwd, sink, timeout, grace, stop), sink
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_gone(pid, seconds=10.0):

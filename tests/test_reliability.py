@@ -5,12 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-from conftest import CHILD, child
+from conftest import alive, child, parents
 
 ORCH = [sys.executable, "-m", "orchestrator"]
 
@@ -19,14 +18,6 @@ def start_cli(*args, **kwargs) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     return subprocess.Popen([*ORCH, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, **kwargs)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_for(predicate, seconds=20.0):
@@ -118,16 +109,7 @@ def test_a_second_ctrl_c_kills_at_once(tmp_path, write_jobs):
 
 
 def _children_of(pid: int) -> int:
-    count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rpartition(")")[2].split()[1]) == pid:
-                        count += 1
-            except (OSError, ValueError, IndexError):
-                pass
-    return count
+    return sum(1 for parent in parents().values() if parent == pid)
 
 
 def test_no_zombies_pile_up_a_run_never_holds_more_than_j_children(tmp_path, write_jobs):

@@ -1,13 +1,12 @@
 """--processes N: worker processes that die, and a parent that dies, leave nothing behind."""
 
 import json
-import os
 import signal
 import subprocess
 import time
 
-from conftest import child
-from test_reliability import ORCH, alive, start_cli, statuses, wait_for
+from conftest import alive, child, parents
+from test_reliability import ORCH, start_cli, wait_for
 
 
 def test_a_dying_worker_fails_its_jobs_with_a_reason_and_the_run_goes_on(tmp_path, write_jobs):
@@ -32,15 +31,9 @@ def test_a_dying_worker_fails_its_jobs_with_a_reason_and_the_run_goes_on(tmp_pat
 
 
 def _descendants(pid: int) -> list[int]:
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
+    children: dict[int, list[int]] = {}
+    for process, parent in parents().items():
+        children.setdefault(parent, []).append(process)
     found, stack = [], [pid]
     while stack:
         for kid in children.get(stack.pop(), []):
