@@ -12,7 +12,6 @@ from gevent.queue import Queue
 
 from orchestrator.results import JobResult
 
-OUTPUT_MODES = ("grouped", "stream", "failed", "none")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=,-]")
 COPY_CHUNK = 1 << 20
 
@@ -74,9 +73,8 @@ class Reporter:
     `[job] `; `failed` prints only failed jobs' output; `none` prints no job output.
     """
 
-    def __init__(self, mode: str = "grouped", stream=None, quiet: bool = False, status=None):
+    def __init__(self, mode: str = "grouped", stream=None, status=None):
         self.mode = mode
-        self.quiet = quiet
         self.status = status  # a terminal.StatusLine, redrawn under the output on a TTY
         self.stream = stream if stream is not None else sys.stdout.buffer
         self.inbox: Queue = Queue()
@@ -140,7 +138,7 @@ class Reporter:
             rest = self.partial.pop(result.name, b"")
             if rest:
                 self._write(f"[{result.name}] ".encode() + rest + b"\n")
-        elif self.mode == "grouped" and not (self.quiet and result):
+        elif self.mode == "grouped":
             self._print_log(result)
         elif self.mode == "failed" and not result:
             self._print_log(result)
