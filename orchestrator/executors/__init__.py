@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Mapping, Protocol
 
 from gevent.event import Event
@@ -20,9 +19,9 @@ class Executor(Protocol):
         """Release whatever the executor holds (worker processes)."""
 
 
-def job_environment(job: Job, run_id: str, attempt: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment, then the job's layered env, then ORCHESTRATE_* values."""
-    env = dict(os.environ if base is None else base)
+def job_environment(job: Job, run_id: str, attempt: int, base: Mapping[str, str]) -> dict[str, str]:
+    """The caller's environment (`base`), then the job's layered env, then ORCHESTRATE_* values."""
+    env = dict(base)
     env.update(job.env)
     env["ORCHESTRATE_JOB"] = job.name
     env["ORCHESTRATE_RUN_ID"] = run_id
