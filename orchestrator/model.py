@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -118,6 +119,4 @@ class JobFile:
 
     @property
     def directory(self) -> str:
-        import os
-
         return os.path.dirname(os.path.abspath(self.path))
