@@ -127,6 +127,11 @@ def seal_inherited_descriptors(keep=()) -> None:
                 pass  # the directory's own descriptor, closed by now
 
 
+# Python ignores these at start-up and an ignored signal stays ignored across exec: reset
+# them, as Popen's restore_signals does, or `yes | head -1` in a job says "Broken pipe".
+RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, name))
+
+
 def _posix_spawn(argv, env, write_fd, pass_fds) -> int:
     """The fast launch (DESIGN.md): glibc's posix_spawn is a vfork and exec, with no Python
     in the child. Descriptors are non-inheritable in Python, so only 0-2 and pass_fds pass."""
@@ -135,7 +140,7 @@ def _posix_spawn(argv, env, write_fd, pass_fds) -> int:
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
     return os.posix_spawn(find_program(argv[0], env), argv, os.environ if env is None else env,
-                          file_actions=actions, setsid=True)
+                          file_actions=actions, setsid=True, setsigdef=RESTORED_SIGNALS)
 
 
 class Process:

@@ -38,6 +38,17 @@ def test_killed_by_a_signal_reports_the_signal():
     assert result.signal == signal.SIGKILL and result.exit_code is None and not result.succeeded
 
 
+@pytest.mark.parametrize("cwd", [None, "/"], ids=["posix_spawn", "popen"])
+def test_a_job_gets_default_sigpipe_like_under_a_shell(cwd):
+    # Python ignores SIGPIPE; were that inherited, `yes` would report a broken pipe.
+    result, sink = run(["/bin/sh", "-c", "yes | head -1; grep SigIgn /proc/self/status"], cwd=cwd)
+    output = sink.tail_text().decode()
+    assert result.exit_code == 0 and output.startswith("y\n"), output
+    assert "Broken pipe" not in output
+    ignored = int(output.split("SigIgn:")[1].split()[0], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)) and not ignored & (1 << (signal.SIGXFSZ - 1))
+
+
 def test_stdout_and_stderr_merged_in_order():
     log = io.BytesIO()
     run(child_argv("print", "one", "stderr", "two", "print", "three"), log=log)
