@@ -30,19 +30,23 @@ def changed_fields(old: str, new: str) -> list[str]:
     return [name for i, name in enumerate(FINGERPRINT_FIELDS) if old[8 * i:8 * i + 8] != new[8 * i:8 * i + 8]]
 
 
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
+
+
 class HistoryWriter:
-    """Appends one JSON line per event; each line is written whole and at once, so a run
-    killed with SIGKILL leaves every finished job on record. `sync` (fdatasync) is called by
-    the caller, which may batch it off the hub."""
+    """The file of one run: started afresh (only the last run is ever read), then one JSON
+    line per event, each written whole and at once, so a run killed with SIGKILL leaves
+    every finished job on record. `sync` (fdatasync) is called by the caller, which may
+    batch it off the hub."""
 
     def __init__(self, path: str):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
 
     def append(self, records: list[dict]) -> None:
         """Whole lines in one write (O_APPEND), so a crash never leaves half a record
         before a whole one."""
-        os.write(self.fd, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode())
+        os.write(self.fd, "".join(_encode_json(r) + "\n" for r in records).encode())
 
     def sync(self) -> None:
         os.fdatasync(self.fd)

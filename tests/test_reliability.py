@@ -219,6 +219,22 @@ def test_resume_reruns_only_what_did_not_succeed(tmp_path, write_jobs):
     assert statuses(report) == {"first": "ok (resumed)", "flaky": "ok", "after": "ok", "side": "ok (resumed)"}
 
 
+def test_the_history_keeps_only_the_last_run_and_resume_still_chains(tmp_path, write_jobs):
+    jobs, gate = _resume_file(write_jobs, tmp_path)
+    subprocess.run([*ORCH, "run", jobs, "-k"], capture_output=True, timeout=60)
+    gate.touch()
+    subprocess.run([*ORCH, "run", jobs, "--resume"], capture_output=True, timeout=60)
+    report = tmp_path / "report.json"
+    third = subprocess.run([*ORCH, "run", jobs, "--resume", "--report-file", report], capture_output=True,
+                           text=True, timeout=60)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert set(statuses(report).values()) == {"ok (resumed)"}
+    records = [json.loads(line) for line in
+               (tmp_path / ".orchestrate" / "jobs.yaml.history.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records] == ["run"] + ["job"] * 4  # not three runs' worth
+    assert {r["run_id"] for r in records} == {records[0]["run_id"]}
+
+
 def test_resume_refuses_when_a_done_job_changed(tmp_path, write_jobs):
     jobs, gate = _resume_file(write_jobs, tmp_path)
     subprocess.run([*ORCH, "run", jobs, "-k"], capture_output=True, timeout=60)
