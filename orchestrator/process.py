@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import gevent
@@ -130,6 +131,19 @@ def seal_inherited_descriptors(keep=()) -> None:
 # Python ignores these at start-up and an ignored signal stays ignored across exec: reset
 # them, as Popen's restore_signals does, or `yes | head -1` in a job says "Broken pipe".
 RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, name))
+
+
+@contextmanager
+def signals_for_the_hub_only():
+    """Threads started in this block block every signal, so SIGCHLD (one a job) and the
+    stop signals go to the hub's thread. Otherwise the kernel hands a SIGCHLD to another
+    thread whenever the hub blocks signals, as posix_spawn does for every launch, and each
+    such wake-up cost the hub ~60 us of CPU a job (2000 jobs: 0.9 s -> 0.77 s)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _posix_spawn(argv, env, write_fd, pass_fds) -> int:

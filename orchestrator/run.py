@@ -18,7 +18,7 @@ from orchestrator.engine import Engine, EngineOptions
 from orchestrator.executors.local import LocalExecutor
 from orchestrator.loader import load_for_process
 from orchestrator.output import LogStore, Reporter
-from orchestrator.process import kill_all_leftovers, orphans
+from orchestrator.process import kill_all_leftovers, orphans, signals_for_the_hub_only
 from orchestrator.results import RunSummary, StopReason
 
 SIGNAL_STOPS = {signal.SIGINT: StopReason.SIGINT, signal.SIGTERM: StopReason.SIGTERM, signal.SIGHUP: StopReason.SIGHUP}
@@ -101,7 +101,9 @@ class History:
     def _sync(self) -> None:
         while self.dirty:
             self.dirty = False
-            gevent.get_hub().threadpool.apply(self.writer.sync)
+            with signals_for_the_hub_only():  # the pool may start its thread here
+                synced = gevent.get_hub().threadpool.spawn(self.writer.sync)
+            synced.get()
             self.closing.wait(self.SYNC_INTERVAL)
         self.syncing = None
 
