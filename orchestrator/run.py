@@ -18,7 +18,7 @@ from orchestrator.engine import Engine, EngineOptions
 from orchestrator.executors.local import LocalExecutor
 from orchestrator.loader import load_for_process
 from orchestrator.output import LogStore, Reporter
-from orchestrator.process import kill_all_leftovers, orphans, signals_for_the_hub_only
+from orchestrator.process import kill_all_leftovers, orphans, quiet_thread_pool
 from orchestrator.results import RunSummary, StopReason
 
 SIGNAL_STOPS = {signal.SIGINT: StopReason.SIGINT, signal.SIGTERM: StopReason.SIGTERM, signal.SIGHUP: StopReason.SIGHUP}
@@ -82,6 +82,7 @@ class History:
         self.writer.append([start])
         self.pending: list[dict] = []
         self.syncing = None
+        self.sync_thread = None  # fdatasync runs there, off the hub
         self.dirty = True
         self.closing = Event()
 
@@ -101,9 +102,9 @@ class History:
     def _sync(self) -> None:
         while self.dirty:
             self.dirty = False
-            with signals_for_the_hub_only():  # the pool may start its thread here
-                synced = gevent.get_hub().threadpool.spawn(self.writer.sync)
-            synced.get()
+            if self.sync_thread is None:
+                self.sync_thread = quiet_thread_pool(1)
+            self.sync_thread.apply(self.writer.sync)
             self.closing.wait(self.SYNC_INTERVAL)
         self.syncing = None
 
@@ -114,6 +115,8 @@ class History:
             self.syncing.join()
         self.writer.sync()
         self.writer.close()
+        if self.sync_thread is not None:
+            self.sync_thread.kill()
 
 
 def resumed_jobs(jobfile, names, request: RunRequest) -> frozenset[str]:
