@@ -370,6 +370,9 @@ class Orphans:
         for pid in self._children():
             if pid in _running_jobs or pid in self.protected:
                 continue
+            fields = _stat_fields(pid)
+            if fields is None or fields[0] == b"Z":
+                continue  # gone, or a zombie the hub is about to reap
             job, run_id = _job_of(pid)
             if everything or (run_id == self.run_id and job not in running):
                 _kill_process_and_group(pid)
@@ -384,24 +387,47 @@ class Orphans:
 
     @staticmethod
     def _children() -> list[int]:
-        me = os.getpid()
+        """Our children: the kernel's list of each thread's children where it keeps one
+        (CONFIG_PROC_CHILDREN), a few reads instead of one per process on the machine."""
+        if not os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+            return _children_by_scan()
         children = []
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:  # os.open, not open(): a sweep reads a hundred of these
-                fd = os.open(f"/proc/{entry.name}/stat", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
+        for task in os.listdir("/proc/self/task"):
             try:
-                fields = os.read(fd, 512).rpartition(b")")[2].split()
-            except OSError:
-                continue
-            finally:
-                os.close(fd)
-            if int(fields[1]) == me and fields[0] != b"Z":
-                children.append(int(entry.name))
+                children += map(int, _read_all(f"/proc/self/task/{task}/children").split())
+            except FileNotFoundError:
+                continue  # a thread that just ended
         return children
+
+
+def _read_all(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # os.open, not open(): sweeps are frequent
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _stat_fields(pid) -> list[bytes] | None:
+    """/proc/PID/stat after the command name: state, parent, ..."""
+    try:
+        return _read_all(f"/proc/{pid}/stat").rpartition(b")")[2].split()
+    except OSError:
+        return None
+
+
+def _children_by_scan() -> list[int]:
+    me = os.getpid()
+    children = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(entry.name)
+            if fields and int(fields[1]) == me and fields[0] != b"Z":
+                children.append(int(entry.name))
+    return children
 
 
 def _job_of(pid: int) -> tuple[str | None, str | None]:

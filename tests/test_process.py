@@ -4,6 +4,7 @@ import io
 import os
 import resource
 import signal
+import subprocess
 import time
 
 import gevent
@@ -146,3 +147,17 @@ def test_a_lost_sigchld_costs_a_second_not_a_hang():
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
     process.drain()
     assert process.result().exit_code == 7
+
+
+def test_the_kernels_child_lists_and_a_proc_scan_find_the_same_children():
+    from orchestrator.process import Orphans, _children_by_scan
+
+    sleepers = [subprocess.Popen(child_argv("sleep", 30)) for _ in range(3)]
+    try:
+        mine = {sleeper.pid for sleeper in sleepers}
+        assert mine <= set(Orphans._children())
+        assert mine <= set(_children_by_scan())
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()
