@@ -11,6 +11,7 @@ from orchestrator.errors import JobFileError, UsageError
 from orchestrator.model import parse_duration
 
 EXIT_USAGE = 2
+DEFAULT_TABLE_FORMAT = "simple"
 
 
 def duration(text: str) -> float:
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kill-grace", type=duration, default=5.0, help="between SIGTERM and SIGKILL (default 5s)")
     run.add_argument("-o", "--output", choices=("grouped", "stream", "failed", "none"), default="grouped")
     run.add_argument("--report", choices=("table", "none"), default="table")
-    run.add_argument("--table-format", default="simple", help="any tabulate format (default simple)")
+    run.add_argument("--table-format", default=DEFAULT_TABLE_FORMAT, help="any tabulate format (default simple)")
     run.add_argument("--report-file", action="append", default=[], metavar="PATH", help="also write results as .json or .xml (JUnit); repeatable")
     run.add_argument("--log-dir", help="where each job's output goes (default .orchestrate/logs beside FILE)")
     run.add_argument("--processes", type=process_count, default=1, metavar="N|auto", help="run jobs in N worker processes")
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="table of jobs: name, needs, resources, tags, description")
     listing.add_argument("file", metavar="FILE")
-    listing.add_argument("--table-format", default="simple")
+    listing.add_argument("--table-format", default=DEFAULT_TABLE_FORMAT)
 
     graph = commands.add_parser("graph", help="the DAG as Graphviz dot or mermaid")
     graph.add_argument("file", metavar="FILE")
@@ -125,16 +126,17 @@ def cmd_graph(args) -> int:
 def cmd_run(args) -> int:
     from orchestrator.run import RunRequest, run
 
-    from orchestrator.report import report_extension
+    if args.report_file or args.table_format != DEFAULT_TABLE_FORMAT:  # else spare importing tabulate
+        from orchestrator.report import report_extension
 
-    table_format = _table_format(args.table_format)
-    for path in args.report_file:
-        _checked(report_extension, path)
+        _table_format(args.table_format)
+        for path in args.report_file:
+            _checked(report_extension, path)
     request = RunRequest(
         file=args.file, targets=args.targets, tags=args.tag, jobs=args.jobs,
         policy="keep-going" if args.keep_going else "fail-fast" if args.fail_fast else "stop",
         dry_run=args.dry_run, timeout=args.timeout, kill_grace=args.kill_grace, output=args.output,
-        report=args.report, table_format=table_format, report_files=args.report_file,
+        report=args.report, table_format=args.table_format, report_files=args.report_file,
         log_dir=args.log_dir, processes=args.processes, resume=args.resume, quiet=args.quiet,
         color=args.color,
     )

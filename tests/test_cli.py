@@ -109,3 +109,13 @@ def test_jobs_do_not_inherit_the_callers_descriptors(tmp_path, write_jobs):
     assert {"0", "1", "2"} <= set(listed)
     # Only our own jobserver's pipe (for makes inside jobs) is passed on, never the caller's.
     assert str(extra_read) not in listed and str(extra_write) not in listed
+
+
+def test_a_run_that_renders_no_table_never_imports_tabulate(write_jobs):
+    # tabulate's import costs ~35 ms of start-up; only a table or a report file needs it.
+    jobs = write_jobs("jobs:\n  a: {run: 'true'}\n")
+    quiet = run_cli("run", jobs, "--report", "none", "-o", "none", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert quiet.returncode == 0 and "| orchestrator.run" in quiet.stderr
+    assert "tabulate" not in quiet.stderr
+    table = run_cli("run", jobs, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert table.returncode == 0 and "tabulate" in table.stderr
