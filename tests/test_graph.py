@@ -48,6 +48,11 @@ def test_order_puts_needs_first_and_keeps_file_order_otherwise():
     assert got == ["lint", "build", "docs", "unit", "package"]
 
 
+def test_order_refuses_a_cycle_rather_than_drop_its_jobs():
+    with pytest.raises(ValueError, match="cycle"):
+        order(jobs(a=["b"], b=["a"], c=[]), ["a", "b", "c"])
+
+
 def test_plan_releases_dependents_when_their_last_need_succeeds():
     plan = Plan(DAG, list(DAG))
     assert plan.initially_ready() == ["lint", "build", "docs"]
