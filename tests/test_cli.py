@@ -82,13 +82,15 @@ def test_table_format_and_report_files(tmp_path):
     assert (tmp_path / "logs" / "package.log").read_text() == "hello from package\n"
 
 
-def test_a_silent_job_leaves_no_log_and_no_stale_one(tmp_path, write_jobs):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_silent_job_leaves_no_log_and_no_stale_one(tmp_path, write_jobs, processes):
     jobs = write_jobs("jobs:\n  talk: {run: echo hi}\n  quiet: {run: 'true'}\n")
     logs = tmp_path / ".orchestrate" / "logs"
     logs.mkdir(parents=True)
     (logs / "quiet.log").write_text("output of an earlier run\n")
+    (logs / "talk.log").write_text("a longer output of an earlier run\n")
     report = tmp_path / "report.json"
-    result = run_cli("run", jobs, "--report-file", report)
+    result = run_cli("run", jobs, "--report-file", report, "--processes", processes)
     assert result.returncode == 0, result.stderr
     assert (logs / "talk.log").read_text() == "hi\n"
     assert not (logs / "quiet.log").exists()
