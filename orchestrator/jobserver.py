@@ -298,13 +298,11 @@ class JobSlots:
 
 
 def job_slots(explicit_jobs: int | None, default_jobs: int, job_count: int, flags: MakeFlags,
-              warn=None, share: bool = True) -> JobSlots:
+              warn=None) -> JobSlots:
     """Use make's jobserver when MAKEFLAGS has one and no -j was given; else serve our own.
 
     A jobserver that cannot be used is reported through `warn` (one line), and the run
-    gets one slot, as make itself does. `share=False` (jobs run by worker processes, which
-    cannot inherit descriptors) keeps the limit for our jobs but gives nested makes no
-    jobserver: without -j they run one target at a time, inside their job's slot.
+    gets one slot, as make itself does.
     """
     if explicit_jobs is None and flags.auth is not None:
         try:
@@ -314,14 +312,42 @@ def job_slots(explicit_jobs: int | None, default_jobs: int, job_count: int, flag
                 warn(f"orchestrate: warning: cannot use make's jobserver ({problem}); running one job at a time")
             explicit_jobs = 1
         else:
-            if share or not fds:
-                return JobSlots(gate, max(1, job_count), flags.text, fds, client=True)
-            return JobSlots(gate, max(1, job_count), _replace_jobs_options(flags.text, []), client=True)
+            return JobSlots(gate, max(1, job_count), flags.text, fds, client=True)
     slots = explicit_jobs or default_jobs
     server = Server(slots)
-    if not share:
-        return JobSlots(server.gate, slots, _replace_jobs_options(flags.text, []), server=server)
     return JobSlots(server.gate, slots, server.makeflags(flags.text), server.pass_fds, server=server)
+
+
+def reopen_in_worker(parent_pid: int, pass_fds: tuple[int, ...], makeflags: str | None):
+    """In a worker process (spawned: it inherits no descriptors), the parent's jobserver
+    pipe opened anew through /proc, and the MAKEFLAGS naming this process's numbers.
+    `pass_fds` is (read, write), as JobSlots has it; returns (descriptors, MAKEFLAGS).
+    Where /proc will not open them, the pipe form is dropped: nested makes then run
+    one target at a time (a fifo form, for make 4.4, still works)."""
+    if not pass_fds:
+        return (), makeflags
+    try:
+        read_fd = os.open(f"/proc/{parent_pid}/fd/{pass_fds[0]}", os.O_RDONLY)
+    except OSError:
+        return (), _pipe_auth(makeflags, None)
+    try:
+        write_fd = os.open(f"/proc/{parent_pid}/fd/{pass_fds[1]}", os.O_WRONLY)
+    except OSError:
+        os.close(read_fd)
+        return (), _pipe_auth(makeflags, None)
+    return (read_fd, write_fd), _pipe_auth(makeflags, f"{read_fd},{write_fd}")
+
+
+def _pipe_auth(makeflags: str | None, descriptors: str | None) -> str:
+    """`makeflags` with its pipe-form jobserver options naming `descriptors`, or without them."""
+    words = []
+    for word in (makeflags or "").split(" "):
+        if word.startswith(_AUTH_OPTIONS) and not word.partition("=")[2].startswith("fifo:"):
+            if descriptors is None:
+                continue
+            word = f"{word.partition('=')[0]}={descriptors}"
+        words.append(word)
+    return " ".join(words)
 
 
 def _close_quietly(fd: int) -> None:

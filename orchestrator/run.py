@@ -135,7 +135,7 @@ def execute(jobfile, names, request: RunRequest, make: jobserver.MakeFlags | Non
     make = make or jobserver.parse_makeflags(os.environ.get("MAKEFLAGS"))
     # First, before the hub opens descriptors that could take the numbers make passed.
     slots = jobserver.job_slots(request.jobs, os.cpu_count() or 1, len(names), make,
-                                warn=lambda line: print(line, file=sys.stderr), share=request.processes <= 1)
+                                warn=lambda line: print(line, file=sys.stderr))
     try:
         return execute_in(jobfile, names, request, slots, make)
     finally:
@@ -176,7 +176,8 @@ def make_executor(request: RunRequest, run_id: str, pass_fds: tuple[int, ...] = 
     if request.processes > 1:
         from orchestrator.executors.processes import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(request.processes, request.kill_grace, run_id, base_env=base_env)
+        return ProcessPoolExecutor(request.processes, request.kill_grace, run_id, base_env=base_env,
+                                   pass_fds=pass_fds)
     return LocalExecutor(kill_grace=request.kill_grace, pass_fds=pass_fds)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from fakes import FakeExecutor, jobs_of, make_engine
 from orchestrator import jobserver
-from orchestrator.jobserver import JobserverUnavailable, connect, job_slots, parse_makeflags
+from orchestrator.jobserver import JobserverUnavailable, connect, job_slots, parse_makeflags, reopen_in_worker
 from orchestrator.model import Job
 from orchestrator.results import Status
 
@@ -252,14 +252,31 @@ def test_server_fifo_and_pipe_form_are_one_pool():
         server.close()
 
 
-def test_processes_mode_gives_nested_makes_no_jobserver():
-    slots = job_slots(3, 2, 10, parse_makeflags(""), share=False)
+def test_a_worker_reopens_the_jobserver_and_names_its_own_descriptors():
+    slots = job_slots(3, 2, 10, parse_makeflags(" -k"))
+    read_fd = write_fd = None
     try:
-        assert slots.pass_fds == () and "jobserver" not in slots.makeflags
-        assert "MAKEFLAGS" not in slots.environment({"MAKEFLAGS": " -j4 --jobserver-auth=3,4", "A": "1"})
+        (read_fd, write_fd), makeflags = reopen_in_worker(os.getpid(), slots.pass_fds, slots.makeflags)
+        assert {read_fd, write_fd}.isdisjoint(slots.pass_fds)
+        assert f"--jobserver-auth={read_fd},{write_fd}" in makeflags.split()
+        assert f"--jobserver-auth=fifo:{slots.server.path}" in makeflags.split() and "-k" in makeflags.split()
+        assert os.read(read_fd, 2) == b"++"  # the same two tokens the server holds
+        os.write(write_fd, b"++")
         assert hold_all(slots.gate, 6) == 3
     finally:
+        for fd in (read_fd, write_fd):
+            if fd is not None:
+                os.close(fd)
         slots.close()
+
+
+def test_a_worker_that_cannot_reopen_the_pipe_drops_only_the_pipe_form():
+    flags = " -j4 --jobserver-auth=fifo:/x --jobserver-auth=3,4"
+    assert reopen_in_worker(2 ** 22 + 1, (3, 4), flags) == ((), " -j4 --jobserver-auth=fifo:/x")
+
+
+def test_without_a_jobserver_pipe_a_worker_keeps_makeflags():
+    assert reopen_in_worker(os.getpid(), (), " -j4 --jobserver-auth=fifo:/x") == ((), " -j4 --jobserver-auth=fifo:/x")
 
 
 def job(name):

@@ -161,7 +161,8 @@ def test_fifo_jobserver_limits_the_run_and_gets_both_tokens_back(fifo_jobserver,
     assert "warning" not in err
 
 
-def test_a_make_inside_a_job_shares_orchestrates_limit(write_jobs, tmp_path):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_make_inside_a_job_shares_orchestrates_limit(write_jobs, tmp_path, processes):
     record = tmp_path / "record"
     targets = " ".join(f"t{i}" for i in range(10))
     (tmp_path / "sub.mk").write_text(textwrap.dedent(f"""\
@@ -171,7 +172,7 @@ def test_a_make_inside_a_job_shares_orchestrates_limit(write_jobs, tmp_path):
     """))
     others = "".join(f"  other{i}:\n    run: {child('record', record, 'sleep', 0.4)!r}\n" for i in range(4))
     jobs = write_jobs(f"jobs:\n  build:\n    run: make -s -f sub.mk\n    cwd: .\n{others}")
-    result = run_cli("run", jobs, "-j", "4", cwd=tmp_path)
+    result = run_cli("run", jobs, "-j", "4", "--processes", processes, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(started(record)) == 14
     assert most_at_once(record) <= 4
@@ -179,7 +180,8 @@ def test_a_make_inside_a_job_shares_orchestrates_limit(write_jobs, tmp_path):
     assert "warning" not in result.stdout + result.stderr
 
 
-def test_a_make_inside_a_job_under_make_shares_makes_slots(tmp_path, write_jobs):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_make_inside_a_job_under_make_shares_makes_slots(tmp_path, write_jobs, processes):
     """make -j3 -> orchestrate (a client) -> a job running make: one pool of 3 slots."""
     record = tmp_path / "record"
     targets = " ".join(f"t{i}" for i in range(6))
@@ -187,11 +189,12 @@ def test_a_make_inside_a_job_under_make_shares_makes_slots(tmp_path, write_jobs)
         f"all: {targets}\n{targets}:\n\t@ORCHESTRATE_JOB=$@ {sys.executable} {CHILD} record {record} sleep 0.3\n")
     others = "".join(f"  other{i}:\n    run: {child('record', record, 'sleep', 0.3)!r}\n" for i in range(2))
     write_jobs(f"jobs:\n  build:\n    run: $MAKE -s -f sub.mk\n{others}")
-    (tmp_path / "Makefile").write_text("step:\n\t+@MAKE=$(MAKE) $(ORCHESTRATE) run jobs.yaml -q\n")
+    (tmp_path / "Makefile").write_text(f"step:\n\t+@MAKE=$(MAKE) $(ORCHESTRATE) run jobs.yaml -q --processes {processes}\n")
     result = run_make("-j3", "-s", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(started(record)) == 8
     assert 2 <= most_at_once(record) <= 3
+    assert most_at_once(record, only=lambda name: name.startswith("t")) >= 2  # the sub-make ran in parallel
     assert "warning" not in result.stdout + result.stderr
 
 

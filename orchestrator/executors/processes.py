@@ -62,11 +62,13 @@ class QueueBridge:
 
 
 class _Worker:
-    def __init__(self, context, index: int, results, kill_grace: float, run_id: str, base_env: dict):
+    def __init__(self, context, index: int, results, kill_grace: float, run_id: str, base_env: dict,
+                 pass_fds: tuple[int, ...]):
         self.index = index
         self.tasks = context.JoinableQueue()
         self.process = context.Process(target=worker_main,
-                                       args=(self.tasks, results, kill_grace, run_id, base_env),
+                                       args=(self.tasks, results, kill_grace, run_id, base_env,
+                                             os.getpid(), pass_fds),
                                        name=f"orchestrate-worker-{index}", daemon=True)
         self.process.start()
         self.attempts: set[int] = set()
@@ -74,13 +76,14 @@ class _Worker:
 
 class ProcessPoolExecutor:
     def __init__(self, processes: int, kill_grace: float = 5.0, run_id: str = "", start_method: str = "spawn",
-                 base_env: dict | None = None):
+                 base_env: dict | None = None, pass_fds: tuple[int, ...] = ()):
         self.context = multiprocessing.get_context(start_method)
         self.kill_grace = kill_grace
         self.run_id = run_id
         # Workers start with the base environment; each attempt then carries only its own
         # variables, not 40 inherited ones pickled again and again.
         self.base_env = dict(os.environ) if base_env is None else dict(base_env)
+        self.pass_fds = pass_fds  # the jobserver's pipe (read, write), reopened by each worker
         self.results = self.context.Queue()
         _protect_resource_tracker()
         self.pending: dict[int, AsyncResult] = {}
@@ -92,7 +95,8 @@ class ProcessPoolExecutor:
         self.reader = QueueBridge(self.results, self._on_result, last=("closed",))
 
     def _start_worker(self, index: int) -> _Worker:
-        worker = _Worker(self.context, index, self.results, self.kill_grace, self.run_id, self.base_env)
+        worker = _Worker(self.context, index, self.results, self.kill_grace, self.run_id, self.base_env,
+                         self.pass_fds)
         orphans.protected.add(worker.process.pid)  # ours, not a job's leftover
         gevent.spawn(self._watch, worker)
         return worker
@@ -159,15 +163,21 @@ class ProcessPoolExecutor:
 
 
 # -- worker side --
-def worker_main(tasks, results, kill_grace: float, run_id: str, base_env: dict) -> None:
+def worker_main(tasks, results, kill_grace: float, run_id: str, base_env: dict, parent_pid: int = 0,
+                jobserver_fds: tuple[int, ...] = ()) -> None:
     """A worker: runs the attempts it is sent, each in a greenlet, until told to exit."""
     import gevent.pool
     from gevent.event import Event
 
+    from orchestrator.jobserver import reopen_in_worker
     from orchestrator.process import kill_all_leftovers, orphans, seal_inherited_descriptors
 
     _die_with_parent()
     seal_inherited_descriptors()  # our end of the pipe that tells the parent we died, above all
+    # Nested makes in our jobs share the parent's jobserver, as in one process.
+    pass_fds, makeflags = reopen_in_worker(parent_pid, jobserver_fds, base_env.get("MAKEFLAGS"))
+    if makeflags is not None:
+        base_env = {**base_env, "MAKEFLAGS": makeflags}
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     orphans.become_subreaper(run_id)
     stop, done = Event(), Event()
@@ -186,7 +196,7 @@ def worker_main(tasks, results, kill_grace: float, run_id: str, base_env: dict) 
         spec = replace(spec, env={**base_env, **spec.env})
         result = ProcessResult(stopped=True, reason="killed")
         try:
-            result = run_attempt_spec(spec, stop, on_output, kill_grace)
+            result = run_attempt_spec(spec, stop, on_output, kill_grace, pass_fds)
         finally:
             running.pop(attempt_id, None)
             results.put(("done", attempt_id, result))
