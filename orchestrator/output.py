@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import select
 import sys
 
 import gevent
 from gevent.queue import Queue
 
+from orchestrator.process import quiet_thread_pool
 from orchestrator.results import JobResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=,-]")
@@ -79,6 +81,7 @@ class Reporter:
         self.stream = stream if stream is not None else sys.stdout.buffer
         self.inbox: Queue = Queue()
         self.partial: dict[str, bytes] = {}
+        self.writer = None  # the thread every write goes through, started at the first
         self.greenlet = gevent.spawn(self._loop)
 
     # -- the interface the engine talks to (each only posts a message) --
@@ -145,11 +148,7 @@ class Reporter:
 
     def _on_message(self, text: str) -> None:
         # Notices about the run itself go to stderr: stdout stays the jobs' output and the table.
-        try:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-        except OSError:
-            pass
+        self._emit(text + "\n", sys.stderr)
 
     def _print_log(self, result: JobResult) -> None:
         if result.log_path is None or not os.path.exists(result.log_path):
@@ -178,17 +177,45 @@ class Reporter:
             data = self.status.around(data)
         self._emit(data)
 
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: bytes | str, stream=None) -> None:
+        """Write, never letting a reader that stops reading (a pipe nobody drains, a
+        terminal stopped with Ctrl-S) hold up the hub that times, reaps and stops jobs: a
+        write that cannot block goes out at once, any other through a thread of our own,
+        which then holds up only this actor."""
         if not data:
             return
-        try:
-            self.stream.write(data)
-            self.stream.flush()
-        except (BrokenPipeError, OSError):
-            pass  # the reader went away; the logs still have everything
+        stream = self.stream if stream is None else stream
+        if len(data) <= select.PIPE_BUF and _cannot_block(stream):
+            _write_out(stream, data)
+            return
+        if self.writer is None:
+            self.writer = quiet_thread_pool(1)
+        self.writer.apply(_write_out, (stream, data))
 
     def _flush(self) -> None:
         try:
             self.stream.flush()
         except OSError:
             pass
+        if self.writer is not None:
+            self.writer.kill()
+
+
+def _cannot_block(stream) -> bool:
+    """A write of up to PIPE_BUF bytes returns at once: a file, or a pipe with that much
+    room (what POLLOUT promises). A terminal never counts: stopped, it takes less."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return True  # in memory
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(0)) and not os.isatty(fd)
+
+
+def _write_out(stream, data: bytes | str) -> None:  # in the hub or the writer thread
+    try:
+        stream.write(data)
+        stream.flush()
+    except (BrokenPipeError, OSError):
+        pass  # the reader went away; the logs still have everything

@@ -195,6 +195,28 @@ def test_a_failing_log_write_fails_that_job_and_the_run_goes_on(tmp_path, write_
     assert "writing the log failed" in result.stdout
 
 
+def test_a_reader_that_stops_reading_stdout_never_stalls_the_run(tmp_path, write_jobs):
+    # A pipe nobody drains (or a terminal stopped with Ctrl-S): the output waits for its
+    # reader, but jobs are still timed, killed and reaped.
+    pidfile = tmp_path / "sleeper.pid"
+    jobs = write_jobs(f"""jobs:
+  chatty: {{run: {json.dumps(child('bytes', 300_000))}}}
+  sleeper:
+    run: {json.dumps(child('sleep', 0.5, 'pidfile', pidfile, 'sleep', 120))}
+    timeout: 1s
+""")
+    process = start_cli("run", jobs, "-k")  # its stdout is a pipe this test does not read yet
+    try:
+        assert wait_for(pidfile.exists, 20)
+        sleeper = int(pidfile.read_text())
+        assert wait_for(lambda: not alive(sleeper), 20), "the timeout never fired while stdout was full"
+        out, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1
+    assert out.count("x" * 1023 + "\n") >= 290 and "sleeper" in out and "timeout" in out
+
+
 # -- runs that are cut short --
 
 def _resume_file(write_jobs, tmp_path, first_command="echo first"):
