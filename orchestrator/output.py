@@ -31,18 +31,17 @@ class LogFile:
     buffering to lose, and every byte written even when the kernel takes a chunk in parts.
 
     A job that prints nothing gets no file: creating one costs more than launching the job
-    (130 us on ext4), and a stale log of an earlier run is removed, never shown as this one's.
+    (130 us on ext4). An earlier run's log is truncated at the first byte, not removed and
+    created again (ext4 then scans for a free inode past the recently deleted ones: 0.6 ms
+    a job when 2000 jobs rerun), and removed at the end if the job printed nothing, so it
+    is never shown as this run's.
     """
 
     def __init__(self, path: str, append: bool = False):
         self.path = path
+        self.append = append
         self.fd: int | None = None
         self.flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-        if not append:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
 
     def write(self, data: bytes) -> None:
         if self.fd is None:
@@ -54,6 +53,11 @@ class LogFile:
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
+        elif not self.append:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
 
 class LogStore:

@@ -98,6 +98,17 @@ def test_a_silent_job_leaves_no_log_and_no_stale_one(tmp_path, write_jobs, proce
     assert by_name["quiet"]["log_path"] is None and by_name["talk"]["log_path"] == str(logs / "talk.log")
 
 
+def test_a_rerun_truncates_a_printing_jobs_log_in_place(tmp_path, write_jobs):
+    # Removing and creating the file again costs ext4 a scan past recently deleted inodes.
+    jobs = write_jobs("jobs:\n  talk: {run: echo hi}\n")
+    log = tmp_path / ".orchestrate" / "logs" / "talk.log"
+    assert run_cli("run", jobs).returncode == 0
+    first = log.stat().st_ino
+    log.write_text("a longer output of an earlier run\n")
+    assert run_cli("run", jobs).returncode == 0
+    assert log.read_text() == "hi\n" and log.stat().st_ino == first
+
+
 def test_jobs_do_not_inherit_the_callers_descriptors(tmp_path, write_jobs):
     jobs = write_jobs("jobs:\n  fds: {run: [ls, /proc/self/fd]}\n")
     extra_read, extra_write = os.pipe()
