@@ -100,7 +100,9 @@ def test_any_job_file_shaped_document(document):
     loads_or_refuses(yaml.safe_dump(document, allow_unicode=True, sort_keys=False))
 
 
-def mutate(data: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
+def mutate(data, edits):
+    """`data` (bytes or str) after each edit: delete or insert `chunk` at `where`, or swap
+    the two neighbours there."""
     for kind, where, chunk in edits:
         where %= len(data) + 1
         if kind == "delete":
@@ -132,13 +134,4 @@ def test_byte_mutations_of_a_valid_file(changes):
 @given(st.lists(st.tuples(st.sampled_from(["delete", "insert", "swap"]), st.integers(min_value=0),
                           st.text(min_size=1, max_size=4)), min_size=1, max_size=6))
 def test_text_mutations_of_a_valid_file(changes):
-    text = VALID
-    for kind, where, chunk in changes:
-        where %= len(text) + 1
-        if kind == "delete":
-            text = text[:where] + text[where + len(chunk):]
-        elif kind == "insert":
-            text = text[:where] + chunk + text[where:]
-        elif where + 1 < len(text):
-            text = text[:where] + text[where + 1] + text[where] + text[where + 2:]
-    loads_or_refuses(text)
+    loads_or_refuses(mutate(VALID, changes))
