@@ -83,10 +83,15 @@ class Failed(Exception):
 def measure(cmd, cwd, stdin=None, stdout=None, timeout=TIMEOUT):
     """Run cmd under the wrapper; return (seconds, peak RSS in MB) or raise Failed."""
     with tempfile.NamedTemporaryFile("r", dir=cwd, suffix=".rusage") as result:
-        proc = subprocess.Popen([sys.executable, "-c", WRAPPER, result.name, *cmd], cwd=cwd,
-                                env=ENV, stdin=stdin or subprocess.DEVNULL,
-                                stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRAPPER, result.name, *cmd],
+            cwd=cwd,
+            env=ENV,
+            stdin=stdin or subprocess.DEVNULL,
+            stdout=stdout or subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
             _, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -114,11 +119,24 @@ def orchestrate_run(jobfile, log_dir, *extra):
     """An orchestrate run with quiet terminal output and a fresh log dir and history."""
     shutil.rmtree(log_dir, ignore_errors=True)
     shutil.rmtree(os.path.join(os.path.dirname(jobfile), ".orchestrate"), ignore_errors=True)
-    return [*ORCHESTRATE, "run", jobfile, "-j", str(JOBS), "-o", "none", "--report", "none",
-            "--log-dir", log_dir, *extra]
+    return [
+        *ORCHESTRATE,
+        "run",
+        jobfile,
+        "-j",
+        str(JOBS),
+        "-o",
+        "none",
+        "--report",
+        "none",
+        "--log-dir",
+        log_dir,
+        *extra,
+    ]
 
 
 # ---------------------------------------------------------------- results and rounds
+
 
 @dataclass
 class Row:
@@ -138,16 +156,17 @@ class Row:
         ratio = None
         if self.median is not None and self.baseline and self.baseline.median:
             ratio = f"{self.median / self.baseline.median:.2f}"
-        if self.error:
-            notes = [self.error]
-        else:
-            notes = self.notes
+        notes = [self.error] if self.error else self.notes
         spread = f"{min(self.seconds):.2f}-{max(self.seconds):.2f}" if self.median else "-"
-        return [self.workload, self.tool,
-                f"{self.median:.3f}" if self.median is not None else "-",
-                spread, ratio or "-",
-                f"{max(self.rss_mb):.1f}" if self.rss_mb and not self.error else "-",
-                "; ".join(notes)]
+        return [
+            self.workload,
+            self.tool,
+            f"{self.median:.3f}" if self.median is not None else "-",
+            spread,
+            ratio or "-",
+            f"{max(self.rss_mb):.1f}" if self.rss_mb and not self.error else "-",
+            "; ".join(notes),
+        ]
 
 
 def run_rounds(workload, tools, rounds):
@@ -182,6 +201,7 @@ def met(ok):
 
 
 # ---------------------------------------------------------------- workload files
+
 
 def write(path, lines):
     with open(path, "w") as f:
@@ -226,6 +246,7 @@ def ninja_cmd(directory):
 
 # ---------------------------------------------------------------- workloads
 
+
 def write_trues(directory, count):
     """Workload (a)'s files: `count` independent jobs of `true` for every tool."""
     os.makedirs(directory)
@@ -247,11 +268,13 @@ def bench_trues(tmp, count, rounds):
         def run_once(_):
             with open(lines) as stdin:
                 return measure(cmd, directory, stdin=stdin)
+
         return run_once
 
     tools = {
         f"orchestrate -j{JOBS}": lambda r: measure(
-            orchestrate_run(jobfile, os.path.join(tmp, "logs-a")), directory),
+            orchestrate_run(jobfile, os.path.join(tmp, "logs-a")), directory
+        ),
         f"make -j{JOBS}": lambda r: measure(make_cmd(directory), directory),
         f"ninja -j{JOBS}": lambda r: measure(ninja_cmd(directory), directory),
         f"xargs -P{JOBS}": from_lines(["xargs", "-P", str(JOBS), "-n", "1", "sh", "-c"]),
@@ -271,8 +294,11 @@ def bench_trues(tmp, count, rounds):
 def bench_processes(tmp, jobfile, make_row, rounds):
     """(e) workload (a) with --processes 2, compared with make on (a)."""
     directory = os.path.dirname(jobfile)
-    tools = {f"orchestrate -j{JOBS} --processes 2": lambda r: measure(
-        orchestrate_run(jobfile, os.path.join(tmp, "logs-e"), "--processes", "2"), directory)}
+    tools = {
+        f"orchestrate -j{JOBS} --processes 2": lambda r: measure(
+            orchestrate_run(jobfile, os.path.join(tmp, "logs-e"), "--processes", "2"), directory
+        )
+    }
     rows = run_rounds("(e) (a) with --processes 2", tools, rounds)
     rows[0].baseline = make_row
     return rows
@@ -288,14 +314,19 @@ def bench_dag(tmp, layers, rounds, width=100):
             needs = [] if layer == 0 else [f"L{layer - 1}_{i}", f"L{layer - 1}_{(i + 1) % width}"]
             nodes.append((f"L{layer}_{i}", needs))
     last = [f"L{layers - 1}_{i}" for i in range(width)]
-    jobfile = write(os.path.join(directory, "jobs.yaml"), jobfile_lines(
-        (name, 'run: "true"' + (f", needs: [{', '.join(needs)}]" if needs else ""))
-        for name, needs in nodes))
+    jobfile = write(
+        os.path.join(directory, "jobs.yaml"),
+        jobfile_lines(
+            (name, 'run: "true"' + (f", needs: [{', '.join(needs)}]" if needs else ""))
+            for name, needs in nodes
+        ),
+    )
     write(os.path.join(directory, "Makefile"), makefile_lines(nodes, last))
     write(os.path.join(directory, "build.ninja"), ninja_lines(nodes, last))
     tools = {
         f"orchestrate -j{JOBS}": lambda r: measure(
-            orchestrate_run(jobfile, os.path.join(tmp, "logs-b")), directory),
+            orchestrate_run(jobfile, os.path.join(tmp, "logs-b")), directory
+        ),
         f"make -j{JOBS}": lambda r: measure(make_cmd(directory), directory),
         f"ninja -j{JOBS}": lambda r: measure(ninja_cmd(directory), directory),
     }
@@ -312,8 +343,7 @@ def bench_big_output(tmp, size, rounds):
     directory = os.path.join(tmp, "c")
     os.makedirs(directory)
     command = f"head -c {size} /dev/zero"
-    jobfile = write(os.path.join(directory, "jobs.yaml"),
-                    jobfile_lines([("big", f'run: "{command}"')]))
+    jobfile = write(os.path.join(directory, "jobs.yaml"), jobfile_lines([("big", f'run: "{command}"')]))
     write(os.path.join(directory, "Makefile"), ["all:", f"\t{command} > out.bin"])
     log_dir = os.path.join(tmp, "logs-c")
     log_sizes = []
@@ -339,7 +369,8 @@ def bench_big_output(tmp, size, rounds):
         exact = all(n == size for n in log_sizes)
         orchestrate.notes.append(f"RSS target < 100 MB: {met(max(orchestrate.rss_mb) < 100)}")
         orchestrate.notes.append(
-            f"log size {log_sizes[-1]} bytes, exactly {size}: {'ok' if exact else 'WRONG'}")
+            f"log size {log_sizes[-1]} bytes, exactly {size}: {'ok' if exact else 'WRONG'}"
+        )
     return rows, log_sizes
 
 
@@ -363,8 +394,10 @@ def big_jobfile_lines(count):
             extra = f", tags: [t{k % 3}]" if k % 3 == 0 else ""
             yield f'  j{n}: {{run: "true", needs: [{", ".join(needs)}]{extra}}}'
             n += 1
-        yield (f'  m{chunk}: {{run: "echo $OS-$ARCH", needs: [j{n - 1}], '
-               f'matrix: {{OS: [linux, mac], ARCH: [x86, arm]}}}}')
+        yield (
+            f'  m{chunk}: {{run: "echo $OS-$ARCH", needs: [j{n - 1}], '
+            f"matrix: {{OS: [linux, mac], ARCH: [x86, arm]}}}}"
+        )
 
 
 def bench_big_file(tmp, count, rounds):
@@ -376,8 +409,9 @@ def bench_big_file(tmp, count, rounds):
 
     def dry_run(_):
         with open(os.devnull, "w") as devnull:
-            return measure(orchestrate_run(jobfile, os.path.join(tmp, "logs-d"), "--dry-run"),
-                           directory, stdout=devnull)
+            return measure(
+                orchestrate_run(jobfile, os.path.join(tmp, "logs-d"), "--dry-run"), directory, stdout=devnull
+            )
 
     tools = {
         "orchestrate validate": lambda r: measure([*ORCHESTRATE, "validate", jobfile], directory),
@@ -393,6 +427,7 @@ def bench_big_file(tmp, count, rounds):
 
 # ---------------------------------------------------------------- (f) zombie bound
 
+
 def read_process_table():
     """{pid: (ppid, state, comm)} for every process /proc shows right now."""
     table = {}
@@ -405,8 +440,8 @@ def read_process_table():
         except OSError:
             continue  # gone between listdir and open
         close = data.rfind(b")")
-        state, ppid = data[close + 2:].split(b" ", 2)[:2]
-        table[int(name)] = (int(ppid), state.decode(), data[data.find(b"(") + 1:close].decode())
+        state, ppid = data[close + 2 :].split(b" ", 2)[:2]
+        table[int(name)] = (int(ppid), state.decode(), data[data.find(b"(") + 1 : close].decode())
     return table
 
 
@@ -450,16 +485,22 @@ def zombie_row(jobfile, log_dir, processes):
         for pid, (_, _, comm) in sample.items():
             seen.setdefault(pid, [0, comm])[0] += 1
     # Helpers (worker processes, a forkserver) live through most of the run; jobs do not.
-    helpers = {pid: comm for pid, (count, comm) in seen.items()
-               if count >= max(3, len(samples) // 5)}
+    helpers = {pid: comm for pid, (count, comm) in seen.items() if count >= max(3, len(samples) // 5)}
     children = [sum(1 for p in s.values() if p[0] == root) for s in samples]
     jobs = [{pid: p for pid, p in s.items() if pid not in helpers} for s in samples]
     max_jobs = max((len(s) for s in jobs), default=0)
     zombies = max((sum(1 for p in s.values() if p[1] == "Z") for s in jobs), default=0)
     verdict = "ok" if code == 0 and max_jobs <= JOBS else "EXCEEDED" if code == 0 else f"exit {code}"
     helper_names = ", ".join(sorted(set(helpers.values()))) or "none"
-    return [f"--processes {processes}", len(samples), max(children, default=0), max_jobs,
-            zombies, f"{len(helpers)} ({helper_names})", f"<= {JOBS}: {verdict}"], err
+    return [
+        f"--processes {processes}",
+        len(samples),
+        max(children, default=0),
+        max_jobs,
+        zombies,
+        f"{len(helpers)} ({helper_names})",
+        f"<= {JOBS}: {verdict}",
+    ], err
 
 
 def bench_zombies(tmp, count):
@@ -477,6 +518,7 @@ def bench_zombies(tmp, count):
 
 
 # ---------------------------------------------------------------- main
+
 
 def version(cmd):
     try:
@@ -497,8 +539,10 @@ def print_header(rounds, quick):
     print(f"xargs: {version(['xargs', '--version'])}")
     parallel = version(["parallel", "--version"]) if shutil.which("parallel") else "not installed"
     print(f"GNU parallel: {parallel}")
-    print("peak RSS: getrusage(RUSAGE_CHILDREN).ru_maxrss from a wrapper process "
-          "(largest single process of the tool's tree)")
+    print(
+        "peak RSS: getrusage(RUSAGE_CHILDREN).ru_maxrss from a wrapper process "
+        "(largest single process of the tool's tree)"
+    )
     print(flush=True)
 
 
@@ -508,8 +552,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="one round of smaller workloads")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
-    trues, layers, output, big = (200, 10, 64 << 20, 10_000) if args.quick else \
-        (2000, 50, 1 << 30, 100_000)
+    trues, layers, output, big = (200, 10, 64 << 20, 10_000) if args.quick else (2000, 50, 1 << 30, 100_000)
 
     # pip compiles an installed package's bytecode; an editable checkout under
     # PYTHONDONTWRITEBYTECODE (set on this machine) would recompile it at every start.
@@ -525,17 +568,27 @@ def main():
         rows += bench_processes(tmp, jobfile, make_a, rounds)
         zombies = bench_zombies(tmp, trues)
 
-    print(tabulate([row.cells() for row in rows],
-                   headers=["workload", "tool", "median s", "min-max s", "x make", "peak RSS MB", "notes"]))
+    print(
+        tabulate(
+            [row.cells() for row in rows],
+            headers=["workload", "tool", "median s", "min-max s", "x make", "peak RSS MB", "notes"],
+        )
+    )
     print()
     if log_sizes:
         exact = all(n == output for n in log_sizes)
-        print(f"(c) log size check: {', '.join(map(str, log_sizes))} bytes per round, "
-              f"expected {output}: {'ok' if exact else 'WRONG'}")
+        print(
+            f"(c) log size check: {', '.join(map(str, log_sizes))} bytes per round, "
+            f"expected {output}: {'ok' if exact else 'WRONG'}"
+        )
         print()
     print(f"(f) zombie bound: {trues} jobs of true at -j{JOBS}, /proc/*/stat sampled every ~5 ms")
-    print(tabulate(zombies, headers=["run", "samples", "max children", "max jobs alive",
-                                     "max zombies", "helpers", "bound"]))
+    print(
+        tabulate(
+            zombies,
+            headers=["run", "samples", "max children", "max jobs alive", "max zombies", "helpers", "bound"],
+        )
+    )
     return 0
 
 

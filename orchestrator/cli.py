@@ -36,33 +36,77 @@ def process_count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orchestrate", description="Run a YAML file of shell jobs in parallel.")
+    parser = argparse.ArgumentParser(
+        prog="orchestrate", description="Run a YAML file of shell jobs in parallel."
+    )
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the named jobs and what they need (all jobs if none)")
     run.add_argument("file", metavar="FILE")
     run.add_argument("targets", nargs="*", metavar="JOB")
-    run.add_argument("-j", "--jobs", type=positive_int, help="at most N jobs at once (default: the CPU count)")
+    run.add_argument(
+        "-j", "--jobs", type=positive_int, help="at most N jobs at once (default: the CPU count)"
+    )
     failure = run.add_mutually_exclusive_group()
-    failure.add_argument("-k", "--keep-going", action="store_true", help="after a failure, keep starting jobs that do not depend on it")
-    failure.add_argument("--fail-fast", action="store_true", help="after a failure, terminate running jobs at once")
-    run.add_argument("-t", "--tag", action="append", default=[], help="only jobs with this tag, and what they need (repeatable)")
-    run.add_argument("-n", "--dry-run", action="store_true", help="print the jobs that would run, in order; run nothing")
+    failure.add_argument(
+        "-k",
+        "--keep-going",
+        action="store_true",
+        help="after a failure, keep starting jobs that do not depend on it",
+    )
+    failure.add_argument(
+        "--fail-fast", action="store_true", help="after a failure, terminate running jobs at once"
+    )
+    run.add_argument(
+        "-t",
+        "--tag",
+        action="append",
+        default=[],
+        help="only jobs with this tag, and what they need (repeatable)",
+    )
+    run.add_argument(
+        "-n", "--dry-run", action="store_true", help="print the jobs that would run, in order; run nothing"
+    )
     run.add_argument("--timeout", type=duration, help="limit for the whole run (exit 124 when it expires)")
-    run.add_argument("--kill-grace", type=duration, default=5.0, help="between SIGTERM and SIGKILL (default 5s)")
+    run.add_argument(
+        "--kill-grace", type=duration, default=5.0, help="between SIGTERM and SIGKILL (default 5s)"
+    )
     run.add_argument("-o", "--output", choices=("grouped", "stream", "failed", "none"), default="grouped")
     run.add_argument("--report", choices=("table", "none"), default="table")
-    run.add_argument("--table-format", default=DEFAULT_TABLE_FORMAT, help="any tabulate format (default simple)")
-    run.add_argument("--report-file", action="append", default=[], metavar="PATH", help="also write results as .json or .xml (JUnit); repeatable")
+    run.add_argument(
+        "--table-format", default=DEFAULT_TABLE_FORMAT, help="any tabulate format (default simple)"
+    )
+    run.add_argument(
+        "--report-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also write results as .json or .xml (JUnit); repeatable",
+    )
     run.add_argument("--log-dir", help="where each job's output goes (default .orchestrate/logs beside FILE)")
-    run.add_argument("--processes", type=process_count, default=1, metavar="N|auto", help="run jobs in N worker processes")
-    run.add_argument("--resume", action="store_true", help="rerun only the jobs that did not succeed last time")
-    run.add_argument("-q", "--quiet", action="store_true", help="no table unless something failed; only failed jobs' output")
-    run.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                     help="colour the report (auto: on a terminal, unless NO_COLOR is set)")
+    run.add_argument(
+        "--processes", type=process_count, default=1, metavar="N|auto", help="run jobs in N worker processes"
+    )
+    run.add_argument(
+        "--resume", action="store_true", help="rerun only the jobs that did not succeed last time"
+    )
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no table unless something failed; only failed jobs' output",
+    )
+    run.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the report (auto: on a terminal, unless NO_COLOR is set)",
+    )
 
-    validate = commands.add_parser("validate", help="check the file; exit 0, or 2 with file:line:col: message")
+    validate = commands.add_parser(
+        "validate", help="check the file; exit 0, or 2 with file:line:col: message"
+    )
     validate.add_argument("file", metavar="FILE")
 
     listing = commands.add_parser("list", help="table of jobs: name, needs, resources, tags, description")
@@ -133,11 +177,22 @@ def cmd_run(args) -> int:
         for path in args.report_file:
             _checked(report_extension, path)
     request = RunRequest(
-        file=args.file, targets=args.targets, tags=args.tag, jobs=args.jobs,
+        file=args.file,
+        targets=args.targets,
+        tags=args.tag,
+        jobs=args.jobs,
         policy="keep-going" if args.keep_going else "fail-fast" if args.fail_fast else "stop",
-        dry_run=args.dry_run, timeout=args.timeout, kill_grace=args.kill_grace, output=args.output,
-        report=args.report, table_format=args.table_format, report_files=args.report_file,
-        log_dir=args.log_dir, processes=args.processes, resume=args.resume, quiet=args.quiet,
+        dry_run=args.dry_run,
+        timeout=args.timeout,
+        kill_grace=args.kill_grace,
+        output=args.output,
+        report=args.report,
+        table_format=args.table_format,
+        report_files=args.report_file,
+        log_dir=args.log_dir,
+        processes=args.processes,
+        resume=args.resume,
+        quiet=args.quiet,
         color=args.color,
     )
     return run(request)

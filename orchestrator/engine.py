@@ -6,9 +6,9 @@ import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -21,6 +21,7 @@ from orchestrator.gates import ResourceGate
 from orchestrator.graph import Plan
 from orchestrator.model import Job
 from orchestrator.results import JobResult, RunSummary, Status, StopReason
+
 
 @dataclass
 class EngineOptions:
@@ -41,7 +42,7 @@ class NoTokens:
 class JobRunner(Greenlet):
     """One job: its attempts, retries and retry delays, ending in a JobResult value."""
 
-    def __init__(self, engine: "Engine", job: Job):
+    def __init__(self, engine: Engine, job: Job):
         super().__init__()
         self.engine = engine
         self.job = job
@@ -50,7 +51,11 @@ class JobRunner(Greenlet):
     def _run(self) -> JobResult:
         engine, job = self.engine, self.job
         log_path = engine.log_path(job.name)
-        on_output = (lambda data: engine.reporter.job_output(job.name, data)) if engine.reporter.wants_output else None
+        on_output = (
+            (lambda data: engine.reporter.job_output(job.name, data))
+            if engine.reporter.wants_output
+            else None
+        )
         with engine.slots.hold():
             if engine.halted:  # a failure or a stop came while this job waited for a slot
                 return JobResult(job.name, Status.CANCELLED)
@@ -74,16 +79,24 @@ class JobRunner(Greenlet):
     def _result(self, outcome, attempts: int, log_path) -> JobResult:
         if outcome.succeeded:
             status = Status.OK
-        elif outcome.stopped or (self.engine.stop_event.is_set() and not outcome.timed_out and outcome.exit_code is None):
+        elif outcome.stopped or (
+            self.engine.stop_event.is_set() and not outcome.timed_out and outcome.exit_code is None
+        ):
             status = Status.INTERRUPTED
         elif outcome.timed_out:
             status = Status.ALLOWED if self.job.allow_failure else Status.TIMEOUT
         else:
             status = Status.ALLOWED if self.job.allow_failure else Status.FAILED
         return JobResult(
-            name=self.job.name, status=status, exit_code=outcome.exit_code, signal=outcome.signal,
-            attempts=attempts, start=self.started_at, end=time.time(),
-            tail=outcome.tail.decode("utf-8", "replace"), reason=outcome.reason,
+            name=self.job.name,
+            status=status,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            attempts=attempts,
+            start=self.started_at,
+            end=time.time(),
+            tail=outcome.tail.decode("utf-8", "replace"),
+            reason=outcome.reason,
             log_path=log_path if log_path and os.path.exists(log_path) else None,  # silent: no log
         )
 
@@ -96,10 +109,20 @@ class Engine:
     AsyncResult, set exactly once, whether it ran, was skipped or was cancelled.
     """
 
-    def __init__(self, jobs: Mapping[str, Job], names, executor: Executor, reporter,
-                 options: EngineOptions, capacities: Mapping[str, int] | None = None,
-                 log_store=None, base_env: Mapping[str, str] | None = None, token_gate=None,
-                 resumed: frozenset[str] = frozenset(), on_result=None):
+    def __init__(
+        self,
+        jobs: Mapping[str, Job],
+        names,
+        executor: Executor,
+        reporter,
+        options: EngineOptions,
+        capacities: Mapping[str, int] | None = None,
+        log_store=None,
+        base_env: Mapping[str, str] | None = None,
+        token_gate=None,
+        resumed: frozenset[str] = frozenset(),
+        on_result=None,
+    ):
         self.jobs = jobs
         self.plan = Plan(jobs, names)
         self.executor = executor
@@ -141,7 +164,11 @@ class Engine:
     # -- the dispatch loop --
     def run(self) -> RunSummary:
         started, started_wall = time.monotonic(), time.time()
-        timer = gevent.spawn_later(self.options.timeout, self.stop, StopReason.TIMEOUT) if self.options.timeout else None
+        timer = (
+            gevent.spawn_later(self.options.timeout, self.stop, StopReason.TIMEOUT)
+            if self.options.timeout
+            else None
+        )
         try:
             self._release(self.plan.initially_ready())
             while not self.plan.done:
@@ -213,9 +240,14 @@ class Engine:
             # Killed (a GreenletExit counts as success in gevent, with the exception as value)
             # or a bug in the runner: either way the job did not finish on its own.
             killed = runner.exception is None
-            result = JobResult(runner.job.name, Status.INTERRUPTED if killed else Status.FAILED,
-                               start=runner.started_at, end=time.time(), reason=_describe(runner.exception),
-                               log_path=self.log_path(runner.job.name))
+            result = JobResult(
+                runner.job.name,
+                Status.INTERRUPTED if killed else Status.FAILED,
+                start=runner.started_at,
+                end=time.time(),
+                reason=_describe(runner.exception),
+                log_path=self.log_path(runner.job.name),
+            )
         self._apply_policy(result)
         self.finished.put((runner.job.name, result))
         gevent.get_hub().loop.run_callback(self._pump)  # once the pool has freed the slot
@@ -232,7 +264,9 @@ class Engine:
         self._set_result(result)
         ready, skipped = self.plan.finish(name, bool(result))
         for skipped_name in skipped:
-            self._set_result(self._unstarted(skipped_name, Status.SKIPPED, reason=f"needs {name} ({result.status})"))
+            self._set_result(
+                self._unstarted(skipped_name, Status.SKIPPED, reason=f"needs {name} ({result.status})")
+            )
         self._release(ready)
 
     def _set_result(self, result: JobResult) -> None:

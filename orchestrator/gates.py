@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from contextlib import contextmanager
-from typing import Mapping
 
 from gevent.event import Event
 
@@ -61,7 +61,9 @@ class ResourceGate:
         granted = []
         for waiter in self.waiters:
             names = waiter.demand.keys()
-            if reserved.isdisjoint(names) and all(self.free[n] >= units for n, units in waiter.demand.items()):
+            if reserved.isdisjoint(names) and all(
+                self.free[n] >= units for n, units in waiter.demand.items()
+            ):
                 for name, units in waiter.demand.items():
                     self.free[name] -= units
                 granted.append(waiter)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from orchestrator.errors import UsageError
 from orchestrator.model import Job
@@ -37,7 +37,9 @@ def select(jobs: Mapping[str, Job], targets: Iterable[str] = (), tags: Iterable[
         matching = [name for name, job in jobs.items() if tags & set(job.tags)]
         if not matching:
             known = sorted({tag for job in jobs.values() for tag in job.tags})
-            raise UsageError(f"no job has tag {', '.join(sorted(tags))} (tags in this file: {', '.join(known) or 'none'})")
+            raise UsageError(
+                f"no job has tag {', '.join(sorted(tags))} (tags in this file: {', '.join(known) or 'none'})"
+            )
         wanted.extend(matching)
     selected: set[str] = set()
     stack = wanted
@@ -57,8 +59,10 @@ def order(jobs: Mapping[str, Job], names: Iterable[str]) -> list[str]:
     ordered, ready = [], plan.initially_ready()
     while ready:
         ordered += ready
-        ready = sorted((dependent for name in ready for dependent in plan.finish(name, True)[0]),
-                       key=plan.index.__getitem__)
+        ready = sorted(
+            (dependent for name in ready for dependent in plan.finish(name, True)[0]),
+            key=plan.index.__getitem__,
+        )
     if len(ordered) != len(plan.names):
         raise ValueError("dependency cycle among the selected jobs")
     return ordered

@@ -55,7 +55,7 @@ def parse_makeflags(text: str | None) -> MakeFlags:
     for word in options:
         for option in _AUTH_OPTIONS:
             if word.startswith(option):
-                auth = word[len(option):]
+                auth = word[len(option) :]
     return MakeFlags(text=text, dry_run="n" in letters, auth=auth)
 
 
@@ -161,7 +161,7 @@ def connect(auth: str) -> tuple[TokenGate, tuple[int, ...]]:
     Raises JobserverUnavailable, saying why, when the jobserver cannot be used.
     """
     if auth.startswith("fifo:"):
-        return _connect_fifo(auth[len("fifo:"):]), ()
+        return _connect_fifo(auth[len("fifo:") :]), ()
     try:
         read_fd, write_fd = (int(part) for part in auth.split(","))
     except ValueError:
@@ -173,7 +173,9 @@ def connect(auth: str) -> tuple[TokenGate, tuple[int, ...]]:
         # A new open file description of the same pipe: ours alone to make non-blocking.
         reader = os.open(f"/proc/self/fd/{read_fd}", os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise JobserverUnavailable(f"cannot reopen descriptor {read_fd} without blocking: {exc.strerror}") from None
+        raise JobserverUnavailable(
+            f"cannot reopen descriptor {read_fd} without blocking: {exc.strerror}"
+        ) from None
     return TokenGate(reader, write_fd, owned=(reader,)), (read_fd, write_fd)
 
 
@@ -248,8 +250,11 @@ class Server:
         The pipe form comes last: the last --jobserver-auth counts, and make 4.3 stops
         with an error on a fifo; make 4.4 reads either form.
         """
-        ours = [f"-j{self.slots}", f"--jobserver-auth=fifo:{self.path}",
-                f"--jobserver-auth={self.read_fd},{self.write_fd}"]
+        ours = [
+            f"-j{self.slots}",
+            f"--jobserver-auth=fifo:{self.path}",
+            f"--jobserver-auth={self.read_fd},{self.write_fd}",
+        ]
         return _replace_jobs_options(inherited or "", ours)
 
     def close(self) -> None:
@@ -262,7 +267,11 @@ def _replace_jobs_options(text: str, ours: list[str]) -> str:
     split = words.index("--") if "--" in words else len(words)
     options, overrides = words[:split], words[split:]
     letters = options.pop(0) if options and not text[:1].isspace() and not options[0].startswith("-") else ""
-    kept = [w for w in options if not (w.startswith("-j") or w.startswith("--jobs") or w.startswith(_AUTH_OPTIONS))]
+    kept = [
+        w
+        for w in options
+        if not (w.startswith("-j") or w.startswith("--jobs") or w.startswith(_AUTH_OPTIONS))
+    ]
     return " ".join([letters, *kept, *ours, *overrides])  # empty letters: the leading space make expects
 
 
@@ -297,8 +306,9 @@ class JobSlots:
             self.server.close()
 
 
-def job_slots(explicit_jobs: int | None, default_jobs: int, job_count: int, flags: MakeFlags,
-              warn=None) -> JobSlots:
+def job_slots(
+    explicit_jobs: int | None, default_jobs: int, job_count: int, flags: MakeFlags, warn=None
+) -> JobSlots:
     """Use make's jobserver when MAKEFLAGS has one and no -j was given; else serve our own.
 
     A jobserver that cannot be used is reported through `warn` (one line), and the run
@@ -309,7 +319,10 @@ def job_slots(explicit_jobs: int | None, default_jobs: int, job_count: int, flag
             gate, fds = connect(flags.auth)
         except JobserverUnavailable as problem:
             if warn is not None:
-                warn(f"orchestrate: warning: cannot use make's jobserver ({problem}); running one job at a time")
+                warn(
+                    f"orchestrate: warning: cannot use make's jobserver ({problem}); "
+                    "running one job at a time"
+                )
             explicit_jobs = 1
         else:
             return JobSlots(gate, max(1, job_count), flags.text, fds, client=True)

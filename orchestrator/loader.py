@@ -10,9 +10,10 @@ import math
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
-from typing import Mapping, NoReturn
+from typing import NoReturn
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -43,16 +44,34 @@ MAX_MERGE_DEPTH = 64
 
 _CORE = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL = (_CORE + t for t in ("str", "int", "float", "bool", "null"))
-MAP, SEQ, MERGE, TIMESTAMP, VALUE = (_CORE + t for t in ("map", "seq", "merge", "timestamp",
-                                                          "value"))
+MAP, SEQ, MERGE, TIMESTAMP, VALUE = (_CORE + t for t in ("map", "seq", "merge", "timestamp", "value"))
 _SCALAR_TAGS = {None, "!", STR, INT, FLOAT, BOOL, NULL, MERGE}
 _STRING_TAGS = {STR, MERGE, VALUE}  # `<<` or `=` as a value is just text
-_TYPE_NAMES = {STR: "a string", INT: "a number", FLOAT: "a number", BOOL: "a boolean",
-               NULL: "null", TIMESTAMP: "a date"}
+_TYPE_NAMES = {
+    STR: "a string",
+    INT: "a number",
+    FLOAT: "a number",
+    BOOL: "a boolean",
+    NULL: "null",
+    TIMESTAMP: "a date",
+}
 
 _TOP_KEYS = ("version", "env", "resources", "defaults", "jobs")
-_JOB_KEYS = ("run", "needs", "resources", "timeout", "retries", "retry_delay", "env", "cwd",
-             "allow_failure", "tags", "description", "shell", "matrix")
+_JOB_KEYS = (
+    "run",
+    "needs",
+    "resources",
+    "timeout",
+    "retries",
+    "retry_delay",
+    "env",
+    "cwd",
+    "allow_failure",
+    "tags",
+    "description",
+    "shell",
+    "matrix",
+)
 _JOB_ONLY_KEYS = ("run", "needs", "matrix")
 _DEFAULT_KEYS = tuple(key for key in _JOB_KEYS if key not in _JOB_ONLY_KEYS)
 
@@ -113,16 +132,21 @@ def _check_source(data: bytes | str, path: str) -> bytes | str:
     """The text as the parser wants it, after checking its size and that it is UTF-8."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     if len(raw) > MAX_BYTES:
-        raise JobFileError(path, 1, 1, f"the job file is larger than {MAX_BYTES >> 20} MB; "
-                                       "split it into smaller files")
+        raise JobFileError(
+            path, 1, 1, f"the job file is larger than {MAX_BYTES >> 20} MB; split it into smaller files"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        before = raw[:error.start].decode("utf-8")
+        before = raw[: error.start].decode("utf-8")
         line, column = _line_column(before, len(before))
-        raise JobFileError(path, line, column,
-                           f"the job file is not UTF-8 text: byte 0x{raw[error.start]:02x} "
-                           "cannot start a character here; save the file as UTF-8") from None
+        raise JobFileError(
+            path,
+            line,
+            column,
+            f"the job file is not UTF-8 text: byte 0x{raw[error.start]:02x} "
+            "cannot start a character here; save the file as UTF-8",
+        ) from None
     return raw if _PARSER_TAKES_BYTES else text
 
 
@@ -184,7 +208,8 @@ class _Composer:
                 if self.count > MAX_NODES:
                     self.refuse(event)
                 open_collections[-1].value.append(
-                    _Node(SCALAR, None, event.value, event.start_mark, event.implicit[0]))
+                    _Node(SCALAR, None, event.value, event.start_mark, event.implicit[0])
+                )
             elif cls is ScalarEvent:
                 self.add(self.scalar(event), event)
             elif cls is MappingStartEvent:
@@ -211,14 +236,18 @@ class _Composer:
             self.root = node
 
     def refuse(self, event) -> NoReturn:
-        self.fail(event, f"the job file has more than {MAX_NODES:,} YAML values; "
-                         "split it into smaller files")
+        self.fail(event, f"the job file has more than {MAX_NODES:,} YAML values; split it into smaller files")
 
     def scalar(self, event) -> _Node:
         self.check_tag(event, _SCALAR_TAGS)
         explicit = event.tag not in (None, "!")
-        node = _Node(SCALAR, event.tag if explicit else None, event.value, event.start_mark,
-                     not explicit and event.implicit[0])
+        node = _Node(
+            SCALAR,
+            event.tag if explicit else None,
+            event.value,
+            event.start_mark,
+            not explicit and event.implicit[0],
+        )
         if event.anchor is not None:
             self.anchors[event.anchor] = node
         return node
@@ -253,8 +282,11 @@ class _Composer:
     def check_tag(self, event, allowed) -> None:
         if event.tag not in allowed:
             tag = event.tag.replace(_CORE, "!!")
-            self.fail(event, f'tag "{tag}" is not allowed here: a job file holds only strings, '
-                             "numbers, booleans, lists and mappings")
+            self.fail(
+                event,
+                f'tag "{tag}" is not allowed here: a job file holds only strings, '
+                "numbers, booleans, lists and mappings",
+            )
 
     def fail(self, event, message: str) -> NoReturn:
         mark = event.start_mark
@@ -265,11 +297,10 @@ def _syntax_error(error: yaml.YAMLError, source: bytes | str, path: str) -> JobF
     """A parser error at the spot it names."""
     if isinstance(error, yaml.reader.ReaderError):
         # libyaml counts bytes, the Python reader characters.
-        prefix = source[:error.position]
+        prefix = source[: error.position]
         text = prefix.decode("utf-8", "replace") if isinstance(prefix, bytes) else prefix
         line, column = _line_column(text, len(text))
-        return JobFileError(path, line, column,
-                            f"invalid character in the job file: {error.reason}")
+        return JobFileError(path, line, column, f"invalid character in the job file: {error.reason}")
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     message = f"invalid YAML: {getattr(error, 'problem', None) or error}"
@@ -317,10 +348,15 @@ class _Reader:
         self.drafts: dict[str, _Draft] = {}
         self.groups: dict[str, list[str]] = {}  # matrix job -> its expansions
         self.field_readers = {
-            "run": self.read_run, "resources": self.read_resources, "timeout": self.read_timeout,
-            "retries": self.read_retries, "retry_delay": self.read_retry_delay,
-            "cwd": self.read_cwd, "allow_failure": self.read_allow_failure,
-            "tags": self.read_tags, "description": self.read_description,
+            "run": self.read_run,
+            "resources": self.read_resources,
+            "timeout": self.read_timeout,
+            "retries": self.read_retries,
+            "retry_delay": self.read_retry_delay,
+            "cwd": self.read_cwd,
+            "allow_failure": self.read_allow_failure,
+            "tags": self.read_tags,
+            "description": self.read_description,
             "shell": self.read_shell,
         }
 
@@ -328,8 +364,9 @@ class _Reader:
 
     def read_file(self, root: _Node | None) -> JobFile:
         if root is None or (root.kind == SCALAR and self.tag(root) == NULL):
-            raise JobFileError(self.path, 1, 1, "the job file is empty; it needs at least "
-                                                "a jobs: mapping of job name to job")
+            raise JobFileError(
+                self.path, 1, 1, "the job file is empty; it needs at least a jobs: mapping of job name to job"
+            )
         top = self.entries(root, "the job file", "a mapping with a jobs: key")
         self.check_keys(top, _TOP_KEYS, "at the top level")
         version = self.read_version(top["version"][1]) if "version" in top else 1
@@ -344,14 +381,21 @@ class _Reader:
         self.read_jobs(top["jobs"][1])
         jobs = self.resolve_jobs()
         self.check_cycles(jobs)
-        return JobFile(self.path, jobs=frozen_map(jobs), env=frozen_map(file_env),
-                       resources=frozen_map(self.declared), version=version)
+        return JobFile(
+            self.path,
+            jobs=frozen_map(jobs),
+            env=frozen_map(file_env),
+            resources=frozen_map(self.declared),
+            version=version,
+        )
 
     def read_version(self, node: _Node) -> int:
         value = self.scalar_value(node)
         if type(value) is not int or value != 1:
-            self.fail(node, f"version must be 1, got {self.describe(node)}; "
-                            "this orchestrate reads version 1 job files")
+            self.fail(
+                node,
+                f"version must be 1, got {self.describe(node)}; this orchestrate reads version 1 job files",
+            )
         return value
 
     def read_declared(self, node: _Node) -> dict[str, int]:
@@ -412,7 +456,7 @@ class _Reader:
         keys = [key for key, _ in axes]
         group = self.groups[name] = []
         for values in itertools.product(*(values for _, values in axes)):
-            matrix = dict(zip(keys, values))
+            matrix = dict(zip(keys, values, strict=True))
             expanded = name + "[" + ",".join(f"{k}={v}" for k, v in matrix.items()) + "]"
             own = {"env": frozen_map({**env, **matrix}), "matrix": frozen_map(matrix)}
             self.drafts[expanded] = _Draft({**fields, **own}, needs)
@@ -437,15 +481,16 @@ class _Reader:
             axes.append((name, list(values)))
         size = math.prod(len(values) for _, values in axes)
         if size > MAX_VISITS // 10:
-            self.fail(node, f"{what} expands to {size:,} jobs; "
-                            f"the limit is {MAX_VISITS // 10:,}")
+            self.fail(node, f"{what} expands to {size:,} jobs; the limit is {MAX_VISITS // 10:,}")
         self.charge(node, size)
         return axes
 
     def read_needs(self, node: _Node, owner: str) -> list[tuple[str, _Node]]:
         what = f"needs of {owner}"
-        return [(self.word(item, what), item)
-                for item in self.items(node, what, "a list of job names, e.g. [build]")]
+        return [
+            (self.word(item, what), item)
+            for item in self.items(node, what, "a list of job names, e.g. [build]")
+        ]
 
     # -- needs and cycles -----------------------------------------------------------------
 
@@ -476,9 +521,11 @@ class _Reader:
         if not match or match["base"] not in self.groups:
             return []
         wanted = [pair.partition("=") for pair in match["pairs"].split(",")]
-        return [name for name in self.groups[match["base"]]
-                if all(sep and self.drafts[name].fields["matrix"].get(key) == value
-                       for key, sep, value in wanted)]
+        return [
+            name
+            for name in self.groups[match["base"]]
+            if all(sep and self.drafts[name].fields["matrix"].get(key) == value for key, sep, value in wanted)
+        ]
 
     def check_cycles(self, jobs: dict[str, Job]) -> None:
         try:
@@ -493,12 +540,16 @@ class _Reader:
         start = min(range(len(members)), key=lambda i: order[members[i]])
         cycle = members[start:] + members[:start]
         first, second = cycle[0], (cycle + cycle)[1]
-        node = next(node for text, node in self.drafts[first].needs
-                    if second in self.resolve_need(text, node))
+        node = next(
+            node for text, node in self.drafts[first].needs if second in self.resolve_need(text, node)
+        )
         if len(cycle) > 12:  # thousands of names would bury the message
             cycle = cycle[:8] + [f"... ({len(cycle) - 10:,} more)"] + cycle[-2:]
-        self.fail(node, f"dependency cycle: {' -> '.join(cycle + [first])}; "
-                        "each job needs the next, so none can start: remove one of these needs")
+        self.fail(
+            node,
+            f"dependency cycle: {' -> '.join(cycle + [first])}; "
+            "each job needs the next, so none can start: remove one of these needs",
+        )
 
     # -- job fields -----------------------------------------------------------------------
 
@@ -507,8 +558,9 @@ class _Reader:
         if node.kind == LIST:
             argv = tuple(self.word(item, what) for item in self.items(node, what, ""))
             if not argv:
-                self.fail(node, f"{what} is an empty list; give a command and its arguments, "
-                                "e.g. [pytest, -q]")
+                self.fail(
+                    node, f"{what} is an empty list; give a command and its arguments, e.g. [pytest, -q]"
+                )
             return argv
         command = self.text(node, what, "a string or a list of strings")
         if not command.strip():
@@ -522,8 +574,10 @@ class _Reader:
             for item in self.items(node, what, ""):
                 name = self.word(item, what)
                 if name in demand:
-                    self.fail(item, f'resource "{name}" is listed twice in {what}; '
-                                    f"write {{{name}: 2}} to take 2 units")
+                    self.fail(
+                        item,
+                        f'resource "{name}" is listed twice in {what}; write {{{name}: 2}} to take 2 units',
+                    )
                 demand[name] = self.check_demand(item, item, name, 1, owner)
         else:
             entries = self.entries(node, what, "a list of names or a mapping of name to units")
@@ -532,15 +586,17 @@ class _Reader:
                 demand[name] = self.check_demand(key, value, name, units, owner)
         return frozen_map(demand) if demand else _EMPTY
 
-    def check_demand(self, name_node: _Node, units_node: _Node, name: str, units: int,
-                     owner: str) -> int:
+    def check_demand(self, name_node: _Node, units_node: _Node, name: str, units: int, owner: str) -> int:
         if name not in self.declared:
             hint = _suggest(name, self.declared, f"add it there, e.g. {name}: 1")
             self.fail(name_node, f'resource "{name}" is not declared under resources: {hint}')
         if units > self.declared[name]:
             asks = "ask" if owner == "defaults" else "asks"
-            self.fail(units_node, f'{owner} {asks} for {units} units of "{name}" but it has '
-                                  f"{self.declared[name]}; it could never start")
+            self.fail(
+                units_node,
+                f'{owner} {asks} for {units} units of "{name}" but it has '
+                f"{self.declared[name]}; it could never start",
+            )
         return units
 
     def read_timeout(self, node: _Node, owner: str) -> float | None:
@@ -566,15 +622,14 @@ class _Reader:
     def read_allow_failure(self, node: _Node, owner: str) -> bool:
         value = self.scalar_value(node)
         if type(value) is not bool:
-            self.fail(node, f"allow_failure of {owner} must be true or false, "
-                            f"got {self.describe(node)}")
+            self.fail(node, f"allow_failure of {owner} must be true or false, got {self.describe(node)}")
         return value
 
     def read_tags(self, node: _Node, owner: str) -> tuple[str, ...]:
         what = f"tags of {owner}"
         items = self.items(node, what, "a list of tags, e.g. [slow]")
         tags = [self.word(item, what) for item in items]
-        for item, tag in zip(node.value, tags):
+        for item, tag in zip(node.value, tags, strict=True):
             self.check_name(item, tag, "tag")
         return tuple(dict.fromkeys(tags))
 
@@ -612,13 +667,14 @@ class _Reader:
 
     def check_name(self, node: _Node, name: str, what: str) -> None:
         if not NAME_PATTERN.fullmatch(name):
-            self.fail(node, f'{what} "{name}" is not valid: '
-                            'use only letters, digits, "_", "." and "-"')
+            self.fail(node, f'{what} "{name}" is not valid: use only letters, digits, "_", "." and "-"')
 
     def check_env_name(self, node: _Node, name: str, what: str) -> None:
         if not _ENV_NAME.fullmatch(name):
-            self.fail(node, f'variable name "{name}" in {what} is not valid: '
-                            'it must be non-empty, without "=" or NUL')
+            self.fail(
+                node,
+                f'variable name "{name}" in {what} is not valid: it must be non-empty, without "=" or NUL',
+            )
 
     # -- YAML values --------------------------------------------------------------------------
 
@@ -645,8 +701,11 @@ class _Reader:
                 sources.extend(self.merge_sources(value))
             elif name in own:
                 first = own[name][0].mark
-                self.fail(key, f'duplicate key "{name}" (first at line {first.line + 1}, '
-                               f"column {first.column + 1}); remove one")
+                self.fail(
+                    key,
+                    f'duplicate key "{name}" (first at line {first.line + 1}, '
+                    f"column {first.column + 1}); remove one",
+                )
             else:
                 own[name] = (key, value)
         if not sources:
@@ -668,8 +727,11 @@ class _Reader:
         sources = node.value if node.kind == LIST else [node]
         for source in sources:
             if source.kind != MAPPING:
-                self.fail(source, "<< must merge a mapping or a list of mappings (e.g. <<: *base), "
-                                  f"got {self.describe(source)}")
+                self.fail(
+                    source,
+                    "<< must merge a mapping or a list of mappings (e.g. <<: *base), "
+                    f"got {self.describe(source)}",
+                )
         return sources
 
     def items(self, node: _Node, what: str, expected: str) -> list[_Node]:
@@ -682,8 +744,11 @@ class _Reader:
         """Count work so alias bombs and giant expansions stop with a message, not a hang."""
         self.visits += count
         if self.visits > MAX_VISITS:
-            self.fail(node, f"the job file expands to more than {MAX_VISITS:,} values (an alias "
-                            "counts each time it is used); split it or share less through aliases")
+            self.fail(
+                node,
+                f"the job file expands to more than {MAX_VISITS:,} values (an alias "
+                "counts each time it is used); split it or share less through aliases",
+            )
 
     def tag(self, node: _Node) -> str:
         if node.tag is None:  # resolved on first use: most values never need their type
@@ -708,8 +773,11 @@ class _Reader:
         try:
             return construct(self.constructor, yaml.ScalarNode(tag, node.value))
         except (yaml.YAMLError, ValueError, LookupError, TypeError, ArithmeticError) as error:
-            self.fail(node, f"cannot read {_shorten(node.value)} as {_TYPE_NAMES.get(tag, tag)}: "
-                            f"{_shorten(str(error), 80)[1:-1]}")
+            self.fail(
+                node,
+                f"cannot read {_shorten(node.value)} as {_TYPE_NAMES.get(tag, tag)}: "
+                f"{_shorten(str(error), 80)[1:-1]}",
+            )
 
     def text(self, node: _Node, what: str, expected: str = "a string") -> str:
         """A string-typed value; `run: yes` must be quoted rather than silently become True."""
@@ -728,23 +796,20 @@ class _Reader:
         """A variable's value: any scalar but null, as written, except booleans as true/false."""
         if node.kind != SCALAR or self.tag(node) == NULL:
             hint = '; write "" for an empty value' if node.kind == SCALAR else ""
-            self.fail(node, f"{what} must be a string, number or boolean, "
-                            f"got {self.describe(node)}{hint}")
+            self.fail(node, f"{what} must be a string, number or boolean, got {self.describe(node)}{hint}")
         if self.tag(node) == BOOL:
             return "true" if self.scalar_value(node) else "false"
         return self.clean(node, node.value, what)
 
     def clean(self, node: _Node, text: str, what: str) -> str:
         if "\0" in text:
-            self.fail(node, f"{what} contains a NUL character, which no command or variable "
-                            "can hold")
+            self.fail(node, f"{what} contains a NUL character, which no command or variable can hold")
         return text
 
     def integer(self, node: _Node, what: str, minimum: int) -> int:
         value = self.scalar_value(node)
         if type(value) is not int or value < minimum:
-            self.fail(node, f"{what} must be a whole number >= {minimum}, "
-                            f"got {self.describe(node)}")
+            self.fail(node, f"{what} must be a whole number >= {minimum}, got {self.describe(node)}")
         return value
 
     def duration(self, node: _Node, what: str) -> float:
@@ -758,8 +823,11 @@ class _Reader:
                 return seconds
         except (ValueError, OverflowError):
             pass
-        self.fail(node, f"{what} must be a duration like 250ms, 30s, 5m or 1h30m, "
-                        f"or a number of seconds, got {self.describe(node)}")
+        self.fail(
+            node,
+            f"{what} must be a duration like 250ms, 30s, 5m or 1h30m, "
+            f"or a number of seconds, got {self.describe(node)}",
+        )
 
     def describe(self, node: _Node) -> str:
         if node.kind != SCALAR:
@@ -777,7 +845,7 @@ class _Reader:
 
 def _shorten(text: str, limit: int = 40) -> str:
     """Quoted, escaped and cut short, so a message stays one readable line."""
-    return json.dumps(text if len(text) <= limit else text[:limit - 3] + "...", ensure_ascii=False)
+    return json.dumps(text if len(text) <= limit else text[: limit - 3] + "...", ensure_ascii=False)
 
 
 def _suggest(word: str, candidates, otherwise: str) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Mapping
 
 _BLANKS = re.compile(r"[ \t]+")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -44,10 +44,12 @@ def frozen_map(items: Mapping | None = None) -> Mapping:
 _SHELL_SPECIAL = frozenset("#;&|<>(){}$`\\\"'*?[]~!^\n\r")
 # First words that are shell syntax or builtins behaving unlike the program of that name.
 _SHELL_FIRST_WORDS = frozenset(
-    ". : [ [[ alias bg break case cd command continue do done echo elif else esac eval exec exit "
-    "export fc fg fi for function getopts hash if in jobs kill local login logout printf pwd read "
-    "readonly return select set shift source test then time times trap type typeset ulimit umask "
-    "unalias unset until wait while".split()
+    """
+    . : [ [[ alias bg break case cd command continue do done echo elif else esac eval exec exit
+    export fc fg fi for function getopts hash if in jobs kill local login logout printf pwd read
+    readonly return select set shift source test then time times trap type typeset ulimit umask
+    unalias unset until wait while
+    """.split()
 )
 
 

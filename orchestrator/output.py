@@ -48,7 +48,7 @@ class LogFile:
             self.fd = os.open(self.path, self.flags, 0o644)
         view = memoryview(data)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
 
     def close(self) -> None:
         if self.fd is not None:
@@ -145,9 +145,7 @@ class Reporter:
             rest = self.partial.pop(result.name, b"")
             if rest:
                 self._write(f"[{result.name}] ".encode() + rest + b"\n")
-        elif self.mode == "grouped":
-            self._print_log(result)
-        elif self.mode == "failed" and not result:
+        elif self.mode == "grouped" or self.mode == "failed" and not result:
             self._print_log(result)
 
     def _on_message(self, text: str) -> None:

@@ -73,7 +73,12 @@ class OutputSink:
 def launch_error_reason(exc: OSError, argv, cwd) -> tuple[int | None, str]:
     """Exit code and words for a process that could not start (as a shell would say)."""
     if cwd is not None and exc.filename == cwd:
-        return None, f"no such directory: {cwd}" if exc.errno == errno.ENOENT else f"cannot enter {cwd}: {exc.strerror}"
+        return (
+            None,
+            f"no such directory: {cwd}"
+            if exc.errno == errno.ENOENT
+            else f"cannot enter {cwd}: {exc.strerror}",
+        )
     if exc.errno == errno.ENOENT:
         return 127, f"command not found: {argv[0]}"
     if exc.errno in (errno.EACCES, errno.ENOEXEC):
@@ -130,7 +135,9 @@ def seal_inherited_descriptors(keep=()) -> None:
 
 # Python ignores these at start-up and an ignored signal stays ignored across exec: reset
 # them, as Popen's restore_signals does, or `yes | head -1` in a job says "Broken pipe".
-RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, name))
+RESTORED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, name)
+)
 
 
 def quiet_thread_pool(threads: int) -> ThreadPool:
@@ -152,10 +159,19 @@ def _posix_spawn(argv, env, write_fd, pass_fds) -> int:
     in the child. Descriptors are non-inheritable in Python, so only 0-2 and pass_fds pass."""
     for fd in pass_fds:
         os.set_inheritable(fd, True)
-    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
-    return os.posix_spawn(find_program(argv[0], env), argv, os.environ if env is None else env,
-                          file_actions=actions, setsid=True, setsigdef=RESTORED_SIGNALS)
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, write_fd, 1),
+        (os.POSIX_SPAWN_DUP2, write_fd, 2),
+    ]
+    return os.posix_spawn(
+        find_program(argv[0], env),
+        argv,
+        os.environ if env is None else env,
+        file_actions=actions,
+        setsid=True,
+        setsigdef=RESTORED_SIGNALS,
+    )
 
 
 class Process:
@@ -252,7 +268,9 @@ class Process:
         deadline = None if timeout is None else time.monotonic() + timeout
         events = [self.exited] if stop is None else [self.exited, stop]
         while True:
-            slice_ = WATCHDOG_SECONDS if deadline is None else min(WATCHDOG_SECONDS, deadline - time.monotonic())
+            slice_ = (
+                WATCHDOG_SECONDS if deadline is None else min(WATCHDOG_SECONDS, deadline - time.monotonic())
+            )
             if slice_ > 0:
                 gevent.wait(events, timeout=slice_, count=1)
             if self.exited.is_set() or (stop is not None and stop.is_set()):
@@ -299,8 +317,16 @@ class Process:
         return ProcessResult(exit_code=os.waitstatus_to_exitcode(status))
 
 
-def run_process(argv, env, cwd, sink: OutputSink, timeout: float | None, kill_grace: float,
-                stop: Event | None = None, pass_fds: tuple[int, ...] = ()) -> ProcessResult:
+def run_process(
+    argv,
+    env,
+    cwd,
+    sink: OutputSink,
+    timeout: float | None,
+    kill_grace: float,
+    stop: Event | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> ProcessResult:
     """Run one attempt to its end: exit, timeout (TERM, then KILL), or the run stopping."""
     try:
         process = Process(argv, env, cwd, sink, pass_fds)

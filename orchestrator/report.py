@@ -45,9 +45,7 @@ _STATUS_COLORS = {
     Status.INTERRUPTED: _RED,
 }
 # Formats whose output is read by another program, where ANSI codes would only be garbage.
-_MARKUP_FORMATS = re.compile(
-    r"(unsafe)?html|latex\w*|mediawiki|moinmoin|jira|textile|asciidoc|tsv|youtrack"
-)
+_MARKUP_FORMATS = re.compile(r"(unsafe)?html|latex\w*|mediawiki|moinmoin|jira|textile|asciidoc|tsv|youtrack")
 
 _FAILURES = (Status.FAILED, Status.TIMEOUT, Status.INTERRUPTED)
 _NOT_RUN = (Status.SKIPPED, Status.CANCELLED)

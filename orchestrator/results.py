@@ -36,7 +36,12 @@ class StopReason(str, enum.Enum):
     FAIL_FAST = "fail-fast"
 
 
-STOP_EXIT_CODES = {StopReason.TIMEOUT: 124, StopReason.SIGINT: 130, StopReason.SIGTERM: 143, StopReason.SIGHUP: 129}
+STOP_EXIT_CODES = {
+    StopReason.TIMEOUT: 124,
+    StopReason.SIGINT: 130,
+    StopReason.SIGTERM: 143,
+    StopReason.SIGHUP: 129,
+}
 
 
 @dataclass

@@ -13,15 +13,19 @@ import gevent
 from gevent.event import Event
 
 from orchestrator import graph, jobserver, state, terminal
-from orchestrator.errors import UsageError
 from orchestrator.engine import Engine, EngineOptions
+from orchestrator.errors import UsageError
 from orchestrator.executors.local import LocalExecutor
 from orchestrator.loader import load_for_process
 from orchestrator.output import LogStore, Reporter
 from orchestrator.process import kill_all_leftovers, orphans, quiet_thread_pool
 from orchestrator.results import RunSummary, StopReason
 
-SIGNAL_STOPS = {signal.SIGINT: StopReason.SIGINT, signal.SIGTERM: StopReason.SIGTERM, signal.SIGHUP: StopReason.SIGHUP}
+SIGNAL_STOPS = {
+    signal.SIGINT: StopReason.SIGINT,
+    signal.SIGTERM: StopReason.SIGTERM,
+    signal.SIGHUP: StopReason.SIGHUP,
+}
 
 
 @dataclass
@@ -134,33 +138,50 @@ def resumed_jobs(jobfile, names, request: RunRequest) -> frozenset[str]:
 def execute(jobfile, names, request: RunRequest, make: jobserver.MakeFlags | None = None) -> RunSummary:
     make = make or jobserver.parse_makeflags(os.environ.get("MAKEFLAGS"))
     # First, before the hub opens descriptors that could take the numbers make passed.
-    slots = jobserver.job_slots(request.jobs, os.cpu_count() or 1, len(names), make,
-                                warn=lambda line: print(line, file=sys.stderr))
+    slots = jobserver.job_slots(
+        request.jobs, os.cpu_count() or 1, len(names), make, warn=lambda line: print(line, file=sys.stderr)
+    )
     try:
         return execute_in(jobfile, names, request, slots, make)
     finally:
         slots.close()
 
 
-def execute_in(jobfile, names, request: RunRequest, slots: jobserver.JobSlots, make: jobserver.MakeFlags) -> RunSummary:
+def execute_in(
+    jobfile, names, request: RunRequest, slots: jobserver.JobSlots, make: jobserver.MakeFlags
+) -> RunSummary:
     resumed = resumed_jobs(jobfile, names, request)
     log_dir = request.log_dir or os.path.join(jobfile.directory, ".orchestrate", "logs")
     output = "failed" if request.quiet and request.output == "grouped" else request.output
     on_tty = terminal.status_wanted(sys.stdout, request.quiet, make.in_parallel_make)
     status = terminal.StatusLine(len(names)) if on_tty else None
     reporter = Reporter(output, status=status)
-    options = EngineOptions(jobs=slots.pool_size, policy=request.policy,
-                            timeout=request.timeout, run_id=uuid.uuid4().hex[:12])
+    options = EngineOptions(
+        jobs=slots.pool_size, policy=request.policy, timeout=request.timeout, run_id=uuid.uuid4().hex[:12]
+    )
     orphans.become_subreaper(options.run_id)
     base_env = slots.environment(os.environ)
     executor = make_executor(request, options.run_id, slots.pass_fds, base_env)
-    history = History(state.history_path(request.file),
-                      state.start_record(options.run_id, time.time(), jobfile.jobs, names))
-    engine = Engine(jobfile.jobs, names, executor, reporter, options, capacities=jobfile.resources,
-                    log_store=LogStore(log_dir), resumed=resumed, on_result=history.record,
-                    base_env=base_env, token_gate=slots.gate)
-    handlers = [gevent.signal_handler(signum, _on_signal, engine, reason, reporter)
-                for signum, reason in SIGNAL_STOPS.items()]
+    history = History(
+        state.history_path(request.file), state.start_record(options.run_id, time.time(), jobfile.jobs, names)
+    )
+    engine = Engine(
+        jobfile.jobs,
+        names,
+        executor,
+        reporter,
+        options,
+        capacities=jobfile.resources,
+        log_store=LogStore(log_dir),
+        resumed=resumed,
+        on_result=history.record,
+        base_env=base_env,
+        token_gate=slots.gate,
+    )
+    handlers = [
+        gevent.signal_handler(signum, _on_signal, engine, reason, reporter)
+        for signum, reason in SIGNAL_STOPS.items()
+    ]
     try:
         return engine.run()
     finally:
@@ -176,8 +197,9 @@ def make_executor(request: RunRequest, run_id: str, pass_fds: tuple[int, ...] = 
     if request.processes > 1:
         from orchestrator.executors.processes import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(request.processes, request.kill_grace, run_id, base_env=base_env,
-                                   pass_fds=pass_fds)
+        return ProcessPoolExecutor(
+            request.processes, request.kill_grace, run_id, base_env=base_env, pass_fds=pass_fds
+        )
     return LocalExecutor(kill_grace=request.kill_grace, pass_fds=pass_fds)
 
 
@@ -196,8 +218,12 @@ def report(summary: RunSummary, request: RunRequest, jobfile, stdout) -> None:
         return  # spare the import of tabulate (40 ms) when there is nothing to render
     from orchestrator.report import render_table, write_report_file
 
-    run_info = {"job_file": os.path.abspath(request.file), "run_id": summary.run_id,
-                "started": summary.started, "exit_code": summary.exit_code}
+    run_info = {
+        "job_file": os.path.abspath(request.file),
+        "run_id": summary.run_id,
+        "started": summary.started,
+        "exit_code": summary.exit_code,
+    }
     for path in request.report_files:
         write_report_file(path, summary, run_info)
     if show_table:

@@ -24,6 +24,11 @@ def write_pid(path, pid):
         f.write(str(pid))
 
 
+def record_end(path, name):
+    with open(path, "a") as f:
+        f.write(f"end {name} {time.time()}\n")
+
+
 def main(args):
     out = sys.stdout.buffer
     i = 0
@@ -31,38 +36,54 @@ def main(args):
         action = args[i]
         i += 1
         if action == "print":
-            out.write(args[i].encode() + b"\n"); i += 1
+            out.write(args[i].encode() + b"\n")
+            i += 1
         elif action == "raw":
-            out.write(args[i].encode()); i += 1
+            out.write(args[i].encode())
+            i += 1
         elif action == "stderr":
-            out.flush(); sys.stderr.write(args[i] + "\n"); sys.stderr.flush(); i += 1
+            out.flush()
+            sys.stderr.write(args[i] + "\n")
+            sys.stderr.flush()
+            i += 1
         elif action == "bytes":
-            count = int(args[i]); i += 1
+            count = int(args[i])
+            i += 1
             line = b"x" * 1023 + b"\n"
             block = line * 64
             while count >= len(block):
-                out.write(block); count -= len(block)
+                out.write(block)
+                count -= len(block)
             out.write((line * (count // 1024 + 1))[:count])
         elif action == "sleep":
-            out.flush(); time.sleep(float(args[i])); i += 1
+            out.flush()
+            time.sleep(float(args[i]))
+            i += 1
         elif action == "ignore-term":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         elif action == "exit":
-            out.flush(); os._exit(int(args[i]))
+            out.flush()
+            os._exit(int(args[i]))
         elif action == "kill-self":
-            out.flush(); os.kill(os.getpid(), getattr(signal, args[i])); time.sleep(5)
+            out.flush()
+            os.kill(os.getpid(), getattr(signal, args[i]))
+            time.sleep(5)
         elif action == "pidfile":
-            write_pid(args[i], os.getpid()); i += 1
+            write_pid(args[i], os.getpid())
+            i += 1
         elif action == "background":
-            seconds, pidfile = args[i], args[i + 1]; i += 2
+            seconds, pidfile = args[i], args[i + 1]
+            i += 2
             out.flush()
             pid = os.fork()
             if pid == 0:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                time.sleep(float(seconds)); os._exit(0)
+                time.sleep(float(seconds))
+                os._exit(0)
             write_pid(pidfile, pid)
         elif action == "daemon":
-            seconds, pidfile = args[i], args[i + 1]; i += 2
+            seconds, pidfile = args[i], args[i + 1]
+            i += 2
             out.flush()
             if os.fork() == 0:
                 os.setsid()
@@ -72,18 +93,21 @@ def main(args):
                     for fd in (0, 1, 2):
                         os.dup2(devnull, fd)
                     write_pid(pidfile, os.getpid())
-                    time.sleep(float(seconds)); os._exit(0)
+                    time.sleep(float(seconds))
+                    os._exit(0)
                 os._exit(0)
             while not os.path.exists(pidfile):
                 time.sleep(0.01)
         elif action == "record":
-            path = args[i]; i += 1
+            path = args[i]
+            i += 1
             name = os.environ.get("ORCHESTRATE_JOB", "?")
             with open(path, "a") as f:
                 f.write(f"start {name} {time.time()}\n")
-            atexit.register(lambda: open(path, "a").write(f"end {name} {time.time()}\n"))
+            atexit.register(record_end, path, name)
         elif action == "env":
-            out.write(f"{args[i]}={os.environ.get(args[i], '')}\n".encode()); i += 1
+            out.write(f"{args[i]}={os.environ.get(args[i], '')}\n".encode())
+            i += 1
         else:
             raise SystemExit(f"child.py: unknown action {action!r}")
     out.flush()

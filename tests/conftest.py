@@ -47,8 +47,15 @@ def run_cli(*args, cwd=None, env=None, timeout=120, **kwargs) -> subprocess.Comp
     full_env = dict(os.environ, **(env or {}))
     full_env.pop("MAKEFLAGS", None)
     full_env.pop("MFLAGS", None)
-    return subprocess.run([sys.executable, "-m", "orchestrator", *map(str, args)], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-
 from orchestrator.engine import Engine, EngineOptions
 from orchestrator.model import Job
 from orchestrator.output import Reporter

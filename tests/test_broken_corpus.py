@@ -35,8 +35,7 @@ def test_every_broken_file_has_exactly_one_expectation():
     assert len(names) >= 45
 
 
-@pytest.mark.parametrize("name, line, column, substring", EXPECTED,
-                         ids=[row[0] for row in EXPECTED])
+@pytest.mark.parametrize("name, line, column, substring", EXPECTED, ids=[row[0] for row in EXPECTED])
 def test_broken_file_is_refused_at_its_spot(name, line, column, substring):
     path = str(BROKEN / name)
     with pytest.raises(JobFileError) as caught:

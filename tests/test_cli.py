@@ -5,8 +5,8 @@ import os
 import re
 
 import pytest
-
 from conftest import run_cli
+
 from orchestrator import __version__
 from orchestrator.cli import main
 
@@ -57,15 +57,18 @@ def test_validate_list_graph_and_dry_run(capsys):
     assert len(order) == 9
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", DEMO, "-j", "0"], "not a positive whole number"),
-    (["run", DEMO, "--timeout", "soon"], "is not a duration"),
-    (["run", DEMO, "--table-format", "fancy"], "unknown table format 'fancy'; choose one of"),
-    (["run", DEMO, "packge"], 'did you mean "package"'),
-    (["run", DEMO, "--tag", "nope"], "no job has tag nope"),
-    (["run", DEMO, "--report-file", "out.txt"], "unknown extension '.txt'; use one of"),
-    (["run", DEMO, "--bogus"], "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", DEMO, "-j", "0"], "not a positive whole number"),
+        (["run", DEMO, "--timeout", "soon"], "is not a duration"),
+        (["run", DEMO, "--table-format", "fancy"], "unknown table format 'fancy'; choose one of"),
+        (["run", DEMO, "packge"], 'did you mean "package"'),
+        (["run", DEMO, "--tag", "nope"], "no job has tag nope"),
+        (["run", DEMO, "--report-file", "out.txt"], "unknown extension '.txt'; use one of"),
+        (["run", DEMO, "--bogus"], "unrecognized arguments"),
+    ],
+)
 def test_usage_errors_exit_2_with_the_way_out(args, message):
     result = run_cli(*args)
     assert result.returncode == 2
@@ -74,8 +77,20 @@ def test_usage_errors_exit_2_with_the_way_out(args, message):
 
 def test_table_format_and_report_files(tmp_path):
     report_json, report_xml = tmp_path / "r.json", tmp_path / "r.xml"
-    result = run_cli("run", DEMO, "--table-format", "github", "-o", "none", "--log-dir", tmp_path / "logs",
-                     "--report-file", report_json, "--report-file", report_xml)
+    result = run_cli(
+        "run",
+        DEMO,
+        "--table-format",
+        "github",
+        "-o",
+        "none",
+        "--log-dir",
+        tmp_path / "logs",
+        "--report-file",
+        report_json,
+        "--report-file",
+        report_xml,
+    )
     assert result.returncode == 0, result.stderr
     assert "| job" in result.stdout and "8 ok, 1 allowed in" in result.stdout
     assert report_json.exists() and report_xml.read_text().startswith("<?xml")

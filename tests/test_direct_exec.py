@@ -2,7 +2,8 @@
 
 import subprocess
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.model import Job, plain_words
 
@@ -15,14 +16,46 @@ def sh_words(command: str) -> list[str]:
 
 
 def test_simple_commands_are_split_like_sh():
-    for command in ["true", "ls -la /tmp", "  spaced \t out  ", "cmd a=b --x=1", "python3 -m pytest -q tests", "a,b c.d e-f g/h"]:
+    for command in [
+        "true",
+        "ls -la /tmp",
+        "  spaced \t out  ",
+        "cmd a=b --x=1",
+        "python3 -m pytest -q tests",
+        "a,b c.d e-f g/h",
+    ]:
         assert list(plain_words(command)) == sh_words(command)
 
 
 def test_anything_the_shell_would_interpret_keeps_the_shell():
-    for command in ["echo $HOME", "a=b cmd", "cmd 'q'", 'cmd "q"', "cmd *.py", "cmd > out", "a | b", "a && b",
-                    "a; b", "cmd ~/x", "cmd \\x", "cd /tmp", "exit 3", "echo -e x", "pwd", "kill -l", "[ -f x ]",
-                    "test -f x", "cmd $(x)", "cmd `x`", "cmd {a,b}", "! cmd", "a\nb", "cmd\u00a0x", "cmd # c", ""]:
+    for command in [
+        "echo $HOME",
+        "a=b cmd",
+        "cmd 'q'",
+        'cmd "q"',
+        "cmd *.py",
+        "cmd > out",
+        "a | b",
+        "a && b",
+        "a; b",
+        "cmd ~/x",
+        "cmd \\x",
+        "cd /tmp",
+        "exit 3",
+        "echo -e x",
+        "pwd",
+        "kill -l",
+        "[ -f x ]",
+        "test -f x",
+        "cmd $(x)",
+        "cmd `x`",
+        "cmd {a,b}",
+        "! cmd",
+        "a\nb",
+        "cmd\u00a0x",
+        "cmd # c",
+        "",
+    ]:
         assert plain_words(command) is None, command
 
 

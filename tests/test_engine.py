@@ -1,8 +1,8 @@
 """The scheduler with a fake executor: limits, gates, policies, skips, stops."""
 
 import gevent
-
 from fakes import FakeExecutor, jobs_of, make_engine
+
 from orchestrator.model import Job
 from orchestrator.results import Status, StopReason
 
@@ -50,8 +50,12 @@ def test_failure_skips_dependents_and_default_policy_starts_nothing_new():
     jobs = jobs_of(job("bad"), job("slow"), job("after_bad", needs=["bad"]), job("later", needs=["slow"]))
     executor = FakeExecutor(durations={"slow": 0.2, "bad": 0.01}, codes={"bad": 1})
     summary = make_engine(jobs, executor, jobs_limit=2).run()
-    assert statuses(summary) == {"bad": Status.FAILED, "slow": Status.OK,
-                                 "after_bad": Status.SKIPPED, "later": Status.CANCELLED}
+    assert statuses(summary) == {
+        "bad": Status.FAILED,
+        "slow": Status.OK,
+        "after_bad": Status.SKIPPED,
+        "later": Status.CANCELLED,
+    }
     assert summary.exit_code == 1
 
 
@@ -59,8 +63,12 @@ def test_keep_going_runs_everything_not_depending_on_the_failure():
     jobs = jobs_of(job("bad"), job("slow"), job("after_bad", needs=["bad"]), job("later", needs=["slow"]))
     executor = FakeExecutor(durations={"slow": 0.2}, codes={"bad": 1})
     summary = make_engine(jobs, executor, jobs_limit=2, policy="keep-going").run()
-    assert statuses(summary) == {"bad": Status.FAILED, "slow": Status.OK,
-                                 "after_bad": Status.SKIPPED, "later": Status.OK}
+    assert statuses(summary) == {
+        "bad": Status.FAILED,
+        "slow": Status.OK,
+        "after_bad": Status.SKIPPED,
+        "later": Status.OK,
+    }
 
 
 def test_fail_fast_interrupts_running_jobs_and_cancels_the_rest():
@@ -131,7 +139,9 @@ def test_each_job_gets_exactly_one_result_in_a_wide_dag():
     layers = [[job(f"l0_{i}") for i in range(10)]]
     for depth in range(1, 5):
         prev = layers[-1]
-        layers.append([job(f"l{depth}_{i}", needs=[prev[i].name, prev[(i + 1) % 10].name]) for i in range(10)])
+        layers.append(
+            [job(f"l{depth}_{i}", needs=[prev[i].name, prev[(i + 1) % 10].name]) for i in range(10)]
+        )
     jobs = jobs_of(*(j for layer in layers for j in layer))
     executor = FakeExecutor(default_duration=0.001)
     summary = make_engine(jobs, executor, jobs_limit=4).run()

@@ -58,8 +58,12 @@ def test_no_deadlock_with_overlapping_multi_resource_demands():
                 gevent.sleep(0.001)
         done.append(name)
 
-    greenlets = [gevent.spawn(worker, "ab", {"a": 1, "b": 1}), gevent.spawn(worker, "ba", {"b": 1, "a": 1}),
-                 gevent.spawn(worker, "a", {"a": 1}), gevent.spawn(worker, "b", {"b": 1})]
+    greenlets = [
+        gevent.spawn(worker, "ab", {"a": 1, "b": 1}),
+        gevent.spawn(worker, "ba", {"b": 1, "a": 1}),
+        gevent.spawn(worker, "a", {"a": 1}),
+        gevent.spawn(worker, "b", {"b": 1}),
+    ]
     gevent.joinall(greenlets, timeout=5)
     assert sorted(done) == ["a", "ab", "b", "ba"]
     assert gate.free == {"a": 1, "b": 1}

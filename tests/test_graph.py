@@ -9,7 +9,9 @@ from orchestrator.model import Job
 
 def jobs(**needs):
     tags = {"lint": ("fast",), "unit": ("fast",)}
-    return {name: Job(name=name, run="true", needs=tuple(n), tags=tags.get(name, ())) for name, n in needs.items()}
+    return {
+        name: Job(name=name, run="true", needs=tuple(n), tags=tags.get(name, ())) for name, n in needs.items()
+    }
 
 
 DAG = jobs(lint=[], unit=["lint"], build=[], package=["build", "unit"], docs=[])

@@ -4,8 +4,8 @@ import os
 
 import gevent
 import pytest
-
 from fakes import FakeExecutor, jobs_of, make_engine
+
 from orchestrator import jobserver
 from orchestrator.jobserver import JobserverUnavailable, connect, job_slots, parse_makeflags, reopen_in_worker
 from orchestrator.model import Job
@@ -50,18 +50,21 @@ def hold_all(gate, count, seconds=0.02):
     return state["peak"]
 
 
-@pytest.mark.parametrize("text, dry_run, auth", [
-    ("", False, None),
-    (" -j3 --jobserver-auth=3,4", False, "3,4"),
-    ("n -j3 --jobserver-auth=3,4", True, "3,4"),
-    ("kn -j3 --jobserver-auth=3,4", True, "3,4"),
-    ("k -j3 --jobserver-auth=3,4", False, "3,4"),
-    (" --no-print-directory -j2 --jobserver-auth=3,4", False, "3,4"),  # an `n` in a long option
-    (" -j2 --jobserver-fds=5,6", False, "5,6"),  # make before 4.2
-    (" -j2 --jobserver-auth=fifo:/tmp/GMfifo1 --jobserver-auth=7,8", False, "7,8"),  # the last counts
-    (" -j2 --jobserver-auth=7,8 -- X=--jobserver-auth=1,2", False, "7,8"),  # overrides are not options
-    (" -j2 --jobserver-auth=fifo:/tmp/GMfifo1", False, "fifo:/tmp/GMfifo1"),
-])
+@pytest.mark.parametrize(
+    "text, dry_run, auth",
+    [
+        ("", False, None),
+        (" -j3 --jobserver-auth=3,4", False, "3,4"),
+        ("n -j3 --jobserver-auth=3,4", True, "3,4"),
+        ("kn -j3 --jobserver-auth=3,4", True, "3,4"),
+        ("k -j3 --jobserver-auth=3,4", False, "3,4"),
+        (" --no-print-directory -j2 --jobserver-auth=3,4", False, "3,4"),  # an `n` in a long option
+        (" -j2 --jobserver-fds=5,6", False, "5,6"),  # make before 4.2
+        (" -j2 --jobserver-auth=fifo:/tmp/GMfifo1 --jobserver-auth=7,8", False, "7,8"),  # the last counts
+        (" -j2 --jobserver-auth=7,8 -- X=--jobserver-auth=1,2", False, "7,8"),  # overrides are not options
+        (" -j2 --jobserver-auth=fifo:/tmp/GMfifo1", False, "fifo:/tmp/GMfifo1"),
+    ],
+)
 def test_parse_makeflags(text, dry_run, auth):
     flags = parse_makeflags(text)
     assert (flags.dry_run, flags.auth) == (dry_run, auth)
@@ -157,13 +160,16 @@ def test_fifo_gate(tmp_path):
         os.close(keep)
 
 
-@pytest.mark.parametrize("auth, words", [
-    ("{closed},{closed}", ["closed", "`+`", "$(MAKE)"]),
-    ("{file},{file}", ["not make's jobserver pipe", "`+`"]),
-    ("-1,-1", ["no descriptors"]),
-    ("fifo:/nonexistent/fifo", ["cannot open the fifo /nonexistent/fifo"]),
-    ("banana", ["cannot read"]),
-])
+@pytest.mark.parametrize(
+    "auth, words",
+    [
+        ("{closed},{closed}", ["closed", "`+`", "$(MAKE)"]),
+        ("{file},{file}", ["not make's jobserver pipe", "`+`"]),
+        ("-1,-1", ["no descriptors"]),
+        ("fifo:/nonexistent/fifo", ["cannot open the fifo /nonexistent/fifo"]),
+        ("banana", ["cannot read"]),
+    ],
+)
 def test_unusable_jobserver_warns_once_and_runs_one_at_a_time(auth, words):
     regular = os.open(os.devnull, os.O_RDONLY)
     auth = auth.format(closed=closed_fd(), file=regular)
@@ -214,10 +220,15 @@ def test_explicit_jobs_win_and_serve_our_own_jobserver():
     try:
         assert not slots.client and slots.pool_size == 5
         server = slots.server
-        assert slots.makeflags == (f"k -j5 --jobserver-auth=fifo:{server.path} "
-                                   f"--jobserver-auth={server.read_fd},{server.write_fd} -- V=1")
+        assert slots.makeflags == (
+            f"k -j5 --jobserver-auth=fifo:{server.path} "
+            f"--jobserver-auth={server.read_fd},{server.write_fd} -- V=1"
+        )
         assert parse_makeflags(slots.makeflags).auth == f"{server.read_fd},{server.write_fd}"
-        assert slots.environment({"MAKEFLAGS": flags.text, "A": "1"}) == {"MAKEFLAGS": slots.makeflags, "A": "1"}
+        assert slots.environment({"MAKEFLAGS": flags.text, "A": "1"}) == {
+            "MAKEFLAGS": slots.makeflags,
+            "A": "1",
+        }
         assert hold_all(slots.gate, 12) == 5
         assert take_all(read_fd) == b"++"  # make's tokens never touched
     finally:
@@ -272,11 +283,14 @@ def test_a_worker_reopens_the_jobserver_and_names_its_own_descriptors():
 
 def test_a_worker_that_cannot_reopen_the_pipe_drops_only_the_pipe_form():
     flags = " -j4 --jobserver-auth=fifo:/x --jobserver-auth=3,4"
-    assert reopen_in_worker(2 ** 22 + 1, (3, 4), flags) == ((), " -j4 --jobserver-auth=fifo:/x")
+    assert reopen_in_worker(2**22 + 1, (3, 4), flags) == ((), " -j4 --jobserver-auth=fifo:/x")
 
 
 def test_without_a_jobserver_pipe_a_worker_keeps_makeflags():
-    assert reopen_in_worker(os.getpid(), (), " -j4 --jobserver-auth=fifo:/x") == ((), " -j4 --jobserver-auth=fifo:/x")
+    assert reopen_in_worker(os.getpid(), (), " -j4 --jobserver-auth=fifo:/x") == (
+        (),
+        " -j4 --jobserver-auth=fifo:/x",
+    )
 
 
 def job(name):

@@ -78,10 +78,20 @@ def test_spec_example_loads_every_key():
     assert jobs.version == 1
     assert dict(jobs.env) == {"PYTHONUNBUFFERED": "1"}
     assert dict(jobs.resources) == {"db": 1, "heavy": 2}
-    assert list(jobs.jobs) == ["lint", "unit", "migrate", "integration",
-                               "build[ARCH=x86_64]", "build[ARCH=arm64]"]
+    assert list(jobs.jobs) == [
+        "lint",
+        "unit",
+        "migrate",
+        "integration",
+        "build[ARCH=x86_64]",
+        "build[ARCH=arm64]",
+    ]
     lint, unit, migrate = jobs.jobs["lint"], jobs.jobs["unit"], jobs.jobs["migrate"]
-    assert lint.run == "ruff check ." and lint.argv == ("ruff", "check", ".")  # plain words: exec'd without sh
+    assert lint.run == "ruff check ." and lint.argv == (
+        "ruff",
+        "check",
+        ".",
+    )  # plain words: exec'd without sh
     assert (lint.timeout, lint.retries, lint.retry_delay) == (600.0, 1, 0.0)
     assert unit.run == ("pytest", "-q", "tests") and unit.argv == unit.run
     assert unit.needs == ("lint",) and dict(unit.resources) == {"heavy": 1}
@@ -127,11 +137,14 @@ def test_argv_items_are_kept_as_written():
     assert job.run == ("sleep", "1", "0.50", "yes", "0x10")
 
 
-@pytest.mark.parametrize("shell, argv", [
-    ("bash", ("bash", "-c", "make")),
-    ('"bash -euo pipefail"', ("bash", "-euo", "pipefail", "-c", "make")),
-    ("[zsh, -c]", ("zsh", "-c", "make")),
-])
+@pytest.mark.parametrize(
+    "shell, argv",
+    [
+        ("bash", ("bash", "-c", "make")),
+        ('"bash -euo pipefail"', ("bash", "-euo", "pipefail", "-c", "make")),
+        ("[zsh, -c]", ("zsh", "-c", "make")),
+    ],
+)
 def test_shell(shell, argv):
     assert read(f"jobs: {{a: {{run: make, shell: {shell}}}}}").jobs["a"].argv == argv
 
@@ -186,10 +199,20 @@ def test_version_may_be_left_out():
 # -- durations --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("250ms", 0.25), ("30s", 30.0), ("5m", 300.0), ("1h30m", 5400.0), ("1h", 3600.0),
-    ("90", 90.0), ("1.5", 1.5), ("'45'", 45.0), ("2m30s", 150.0),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("250ms", 0.25),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("1h", 3600.0),
+        ("90", 90.0),
+        ("1.5", 1.5),
+        ("'45'", 45.0),
+        ("2m30s", 150.0),
+    ],
+)
 def test_timeout_durations(text, seconds):
     assert read(f"jobs: {{a: {{run: make, timeout: {text}}}}}").jobs["a"].timeout == seconds
 
@@ -203,16 +226,25 @@ def test_retry_delay_may_be_zero_and_timeout_null_drops_a_default():
     assert job.timeout is None and job.retry_delay == 0.0
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("250ms", 0.25), ("30s", 30), ("5m", 300), ("1h30m", 5400), (" 7s ", 7), ("0", 0),
-    (12, 12), (0.5, 0.5), ("1.5m", 90),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("250ms", 0.25),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h30m", 5400),
+        (" 7s ", 7),
+        ("0", 0),
+        (12, 12),
+        (0.5, 0.5),
+        ("1.5m", 90),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5 m", "5x", "1h30", "m", "-5s", -1, True, "inf", "nan",
-                                  float("inf")])
+@pytest.mark.parametrize("text", ["", "5 m", "5x", "1h30", "m", "-5s", -1, True, "inf", "nan", float("inf")])
 def test_parse_duration_refuses(text):
     with pytest.raises(ValueError):
         parse_duration(text)
@@ -237,8 +269,7 @@ def test_env_layers_file_defaults_job_matrix(monkeypatch):
             env: {D: job}
             matrix: {D: [matrix]}
     """).jobs
-    assert dict(jobs["plain"].env) == {"A": "file", "B": "defaults", "C": "defaults",
-                                       "D": "defaults"}
+    assert dict(jobs["plain"].env) == {"A": "file", "B": "defaults", "C": "defaults", "D": "defaults"}
     assert dict(jobs["own"].env) == {"A": "file", "B": "defaults", "C": "job", "D": "job"}
     assert jobs["wide[D=matrix]"].env["D"] == "matrix"
     assert all("FROM_CALLER" not in job.env for job in jobs.values())
@@ -256,8 +287,15 @@ def test_env_values_become_strings_as_written():
           EMPTY: ""
         jobs: {a: {run: make}}
     """).env
-    assert dict(env) == {"ON": "true", "OFF": "false", "PORT": "8080", "RATIO": "1.50",
-                         "HEX": "0x10", "DAY": "2024-01-31", "EMPTY": ""}
+    assert dict(env) == {
+        "ON": "true",
+        "OFF": "false",
+        "PORT": "8080",
+        "RATIO": "1.50",
+        "HEX": "0x10",
+        "DAY": "2024-01-31",
+        "EMPTY": "",
+    }
 
 
 def test_env_null_is_an_error():
@@ -319,8 +357,10 @@ def test_matrix_expands_in_key_order_in_place():
     """).jobs
     assert list(jobs) == [
         "first",
-        "build[ARCH=x86_64,OS=linux]", "build[ARCH=x86_64,OS=darwin]",
-        "build[ARCH=arm64,OS=linux]", "build[ARCH=arm64,OS=darwin]",
+        "build[ARCH=x86_64,OS=linux]",
+        "build[ARCH=x86_64,OS=darwin]",
+        "build[ARCH=arm64,OS=linux]",
+        "build[ARCH=arm64,OS=darwin]",
         "last",
     ]
     job = jobs["build[ARCH=arm64,OS=darwin]"]
@@ -591,14 +631,17 @@ def test_recursive_alias_is_an_error():
 # -- tags and safety --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tagged", [
-    '!!python/object/apply:os.system ["echo pwned"]',
-    "!!python/name:os.system",
-    "!shell make",
-    "!!set {a, b}",
-    "!!binary aGk=",
-    "!!omap [{a: 1}]",
-])
+@pytest.mark.parametrize(
+    "tagged",
+    [
+        '!!python/object/apply:os.system ["echo pwned"]',
+        "!!python/name:os.system",
+        "!shell make",
+        "!!set {a, b}",
+        "!!binary aGk=",
+        "!!omap [{a: 1}]",
+    ],
+)
 def test_object_and_unknown_tags_are_refused(tagged):
     err = error(f"jobs:\n  a:\n    run: {tagged}\n")
     assert where(err) == (3, 10) and "is not allowed here" in err.message
@@ -635,35 +678,38 @@ def test_unknown_keys_at_each_level():
     assert where(err) == (2, 1) and "expected one of: version, env" in err.message
 
 
-@pytest.mark.parametrize("text, position, fragment", [
-    ("version: 2\njobs: {a: {run: make}}\n", (1, 10), "version must be 1"),
-    ("version: '1'\njobs: {a: {run: make}}\n", (1, 10), "version must be 1"),
-    ("version: 1\n", (1, 1), "has no jobs"),
-    ("jobs: {}\n", (1, 7), "jobs is empty"),
-    ("jobs: [a]\n", (1, 7), "jobs must be a mapping"),
-    ("- jobs: {}\n", (1, 1), "must be a mapping with a jobs: key, got a list"),
-    ("", (1, 1), "the job file is empty"),
-    ("# just a comment\n", (1, 1), "the job file is empty"),
-    ("jobs: {a: {run: make}}\n---\njobs: {}\n", (2, 1), "more than one YAML document"),
-    ("jobs: {a: {needs: []}}\n", (1, 8), 'job "a" has no run'),
-    ("jobs: {a: make}\n", (1, 11), "must be a mapping with a run: key"),
-    ("jobs: {a: {run: ''}}\n", (1, 17), "is empty"),
-    ("jobs: {a: {run: []}}\n", (1, 17), "is an empty list"),
-    ("jobs: {a: {run: yes}}\n", (1, 17), "put it in quotes"),
-    ("jobs: {a: {run: make, needs: b}}\n", (1, 30), "must be a list of job names"),
-    ("jobs: {a: {run: make, retries: -1}}\n", (1, 32), "whole number >= 0"),
-    ("jobs: {a: {run: make, timeout: 0}}\n", (1, 32), "must be more than 0"),
-    ("jobs: {a: {run: make, timeout: 5 min}}\n", (1, 32), "must be a duration"),
-    ("jobs: {a: {run: make, retry_delay: -1s}}\n", (1, 36), "must be a duration"),
-    ("jobs: {a: {run: make, allow_failure: 1}}\n", (1, 38), "true or false"),
-    ("jobs: {a: {run: make, tags: ['a b']}}\n", (1, 30), 'tag "a b" is not valid'),
-    ("jobs: {a: {run: make, cwd: [x]}}\n", (1, 28), "cwd of job"),
-    ("jobs: {a: {run: make, shell: ''}}\n", (1, 30), "shell of job"),
-    ("jobs: {a: {run: make, env: {'': x}}}\n", (1, 29), "variable name"),
-    ("jobs: {a: {run: \"a\\0b\"}}\n", (1, 17), "NUL character"),
-    ("? [a]\n: b\njobs: {a: {run: make}}\n", (1, 3), "mapping key must be a name"),
-    ("jobs: {a: {run: make}, b: {run: make, env: *nope}}\n", (1, 44), "unknown alias *nope"),
-])
+@pytest.mark.parametrize(
+    "text, position, fragment",
+    [
+        ("version: 2\njobs: {a: {run: make}}\n", (1, 10), "version must be 1"),
+        ("version: '1'\njobs: {a: {run: make}}\n", (1, 10), "version must be 1"),
+        ("version: 1\n", (1, 1), "has no jobs"),
+        ("jobs: {}\n", (1, 7), "jobs is empty"),
+        ("jobs: [a]\n", (1, 7), "jobs must be a mapping"),
+        ("- jobs: {}\n", (1, 1), "must be a mapping with a jobs: key, got a list"),
+        ("", (1, 1), "the job file is empty"),
+        ("# just a comment\n", (1, 1), "the job file is empty"),
+        ("jobs: {a: {run: make}}\n---\njobs: {}\n", (2, 1), "more than one YAML document"),
+        ("jobs: {a: {needs: []}}\n", (1, 8), 'job "a" has no run'),
+        ("jobs: {a: make}\n", (1, 11), "must be a mapping with a run: key"),
+        ("jobs: {a: {run: ''}}\n", (1, 17), "is empty"),
+        ("jobs: {a: {run: []}}\n", (1, 17), "is an empty list"),
+        ("jobs: {a: {run: yes}}\n", (1, 17), "put it in quotes"),
+        ("jobs: {a: {run: make, needs: b}}\n", (1, 30), "must be a list of job names"),
+        ("jobs: {a: {run: make, retries: -1}}\n", (1, 32), "whole number >= 0"),
+        ("jobs: {a: {run: make, timeout: 0}}\n", (1, 32), "must be more than 0"),
+        ("jobs: {a: {run: make, timeout: 5 min}}\n", (1, 32), "must be a duration"),
+        ("jobs: {a: {run: make, retry_delay: -1s}}\n", (1, 36), "must be a duration"),
+        ("jobs: {a: {run: make, allow_failure: 1}}\n", (1, 38), "true or false"),
+        ("jobs: {a: {run: make, tags: ['a b']}}\n", (1, 30), 'tag "a b" is not valid'),
+        ("jobs: {a: {run: make, cwd: [x]}}\n", (1, 28), "cwd of job"),
+        ("jobs: {a: {run: make, shell: ''}}\n", (1, 30), "shell of job"),
+        ("jobs: {a: {run: make, env: {'': x}}}\n", (1, 29), "variable name"),
+        ('jobs: {a: {run: "a\\0b"}}\n', (1, 17), "NUL character"),
+        ("? [a]\n: b\njobs: {a: {run: make}}\n", (1, 3), "mapping key must be a name"),
+        ("jobs: {a: {run: make}, b: {run: make, env: *nope}}\n", (1, 44), "unknown alias *nope"),
+    ],
+)
 def test_file_errors(text, position, fragment):
     err = error(text)
     assert where(err) == position and fragment in err.message
@@ -698,9 +744,9 @@ def test_binary_garbage():
 
 
 def test_control_characters():
-    err = error(b"jobs:\n  a: {run: \"x\x01\"}\n")
+    err = error(b'jobs:\n  a: {run: "x\x01"}\n')
     assert where(err) == (2, 14) and "control characters" in err.message
-    assert where(error("jobs:\n  a: {run: \"é\x01\"}\n")) == (2, 14)  # columns count characters
+    assert where(error('jobs:\n  a: {run: "é\x01"}\n')) == (2, 14)  # columns count characters
 
 
 def test_lone_surrogate_in_text():
@@ -723,7 +769,7 @@ def test_pure_python_parser_gives_the_same_answers(monkeypatch):
     monkeypatch.setattr(loader, "_PARSER_TAKES_BYTES", False)
     assert list(read(SPEC_EXAMPLE).jobs)[-1] == "build[ARCH=arm64]"
     assert where(error("jobs:\n  a: {run: make\n  b: {run: make}\n")) == (3, 4)
-    assert where(error("jobs:\n  a: {run: \"é\x01\"}\n")) == (2, 14)
+    assert where(error('jobs:\n  a: {run: "é\x01"}\n')) == (2, 14)
     assert where(error(b"jobs:\n  a: {run: \xff}\n")) == (2, 12)
 
 
@@ -745,10 +791,13 @@ def test_load_errors_name_the_path(tmp_path):
     assert str(caught.value).startswith(f"{path}:2:18: unknown key")
 
 
-@pytest.mark.parametrize("make, fragment", [
-    (lambda p: p, "no such file"),
-    (lambda p: p.mkdir() or p, "is a directory"),
-])
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda p: p, "no such file"),
+        (lambda p: p.mkdir() or p, "is a directory"),
+    ],
+)
 def test_load_unreadable_paths(tmp_path, make, fragment):
     path = make(tmp_path / "jobs.yaml")
     with pytest.raises(JobFileError) as caught:

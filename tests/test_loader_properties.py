@@ -46,30 +46,69 @@ jobs:
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(10**20), max_value=10**400),
-    st.floats(), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**400),
+    st.floats(),
+    st.text(max_size=20),
     st.sampled_from(["make", "5m", "250ms", "x86_64", "lint", "db", "true", "<<", "~", ""]),
 )
 keys = st.one_of(
-    st.sampled_from(["version", "env", "resources", "defaults", "jobs", "run", "needs", "timeout",
-                     "retries", "retry_delay", "cwd", "allow_failure", "tags", "description",
-                     "shell", "matrix", "lint", "build", "db", "ARCH", "<<"]),
+    st.sampled_from(
+        [
+            "version",
+            "env",
+            "resources",
+            "defaults",
+            "jobs",
+            "run",
+            "needs",
+            "timeout",
+            "retries",
+            "retry_delay",
+            "cwd",
+            "allow_failure",
+            "tags",
+            "description",
+            "shell",
+            "matrix",
+            "lint",
+            "build",
+            "db",
+            "ARCH",
+            "<<",
+        ]
+    ),
     st.text(max_size=10),
 )
 documents = st.recursive(
     scalars,
-    lambda children: st.one_of(st.lists(children, max_size=5),
-                               st.dictionaries(keys, children, max_size=6)),
+    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(keys, children, max_size=6)),
     max_leaves=40,
 )
 job = st.dictionaries(
-    st.sampled_from(["run", "needs", "resources", "timeout", "retries", "retry_delay", "env", "cwd",
-                     "allow_failure", "tags", "description", "shell", "matrix"]),
-    documents, max_size=6,
+    st.sampled_from(
+        [
+            "run",
+            "needs",
+            "resources",
+            "timeout",
+            "retries",
+            "retry_delay",
+            "env",
+            "cwd",
+            "allow_failure",
+            "tags",
+            "description",
+            "shell",
+            "matrix",
+        ]
+    ),
+    documents,
+    max_size=6,
 )
 job_files = st.fixed_dictionaries(
-    {"jobs": st.dictionaries(st.sampled_from(["lint", "build", "test", "a/b", ""]), job,
-                             max_size=4)},
+    {"jobs": st.dictionaries(st.sampled_from(["lint", "build", "test", "a/b", ""]), job, max_size=4)},
     optional={"version": scalars, "env": documents, "resources": documents, "defaults": job},
 )
 
@@ -106,21 +145,41 @@ def mutate(data, edits):
     for kind, where, chunk in edits:
         where %= len(data) + 1
         if kind == "delete":
-            data = data[:where] + data[where + len(chunk):]
+            data = data[:where] + data[where + len(chunk) :]
         elif kind == "insert":
             data = data[:where] + chunk + data[where:]
         elif where + 1 < len(data):  # swap two neighbours
-            data = (data[:where] + data[where + 1:where + 2] + data[where:where + 1]
-                    + data[where + 2:])
+            data = data[:where] + data[where + 1 : where + 2] + data[where : where + 1] + data[where + 2 :]
     return data
 
 
-SHARP_BYTES = [b":", b"-", b"[", b"{", b"}", b"&a", b"*a", b"<<: ", b"\t", b"\n", b"!!", b"'",
-               b'"', b"\xff", b"\xc3", b"\x00", b"  "]
+SHARP_BYTES = [
+    b":",
+    b"-",
+    b"[",
+    b"{",
+    b"}",
+    b"&a",
+    b"*a",
+    b"<<: ",
+    b"\t",
+    b"\n",
+    b"!!",
+    b"'",
+    b'"',
+    b"\xff",
+    b"\xc3",
+    b"\x00",
+    b"  ",
+]
 edits = st.lists(
-    st.tuples(st.sampled_from(["delete", "insert", "swap"]), st.integers(min_value=0),
-              st.one_of(st.binary(min_size=1, max_size=4), st.sampled_from(SHARP_BYTES))),
-    min_size=1, max_size=6,
+    st.tuples(
+        st.sampled_from(["delete", "insert", "swap"]),
+        st.integers(min_value=0),
+        st.one_of(st.binary(min_size=1, max_size=4), st.sampled_from(SHARP_BYTES)),
+    ),
+    min_size=1,
+    max_size=6,
 )
 
 
@@ -131,7 +190,16 @@ def test_byte_mutations_of_a_valid_file(changes):
 
 
 @SETTINGS
-@given(st.lists(st.tuples(st.sampled_from(["delete", "insert", "swap"]), st.integers(min_value=0),
-                          st.text(min_size=1, max_size=4)), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["delete", "insert", "swap"]),
+            st.integers(min_value=0),
+            st.text(min_size=1, max_size=4),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_text_mutations_of_a_valid_file(changes):
     loads_or_refuses(mutate(VALID, changes))

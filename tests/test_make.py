@@ -9,7 +9,6 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import CHILD, child, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,15 +20,23 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU 
 
 def clean_env(**extra) -> dict:
     """The test process may itself run under `make test`: nothing of that make may leak in."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
 
 def run_make(*args, cwd, env=None, timeout=60) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", *args, f"ORCHESTRATE={ORCH}"], cwd=cwd, env=env or clean_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["make", *args, f"ORCHESTRATE={ORCH}"],
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def records(path) -> list[tuple[str, str, float]]:
@@ -136,12 +143,19 @@ def write_recording_jobs(write_jobs, record, count, seconds, fail=None):
 
 
 def orchestrate(*args, env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("ending", ["success", "failure", "sigint"])
-def test_fifo_jobserver_limits_the_run_and_gets_both_tokens_back(fifo_jobserver, write_jobs, tmp_path, ending):
+def test_fifo_jobserver_limits_the_run_and_gets_both_tokens_back(
+    fifo_jobserver, write_jobs, tmp_path, ending
+):
     env, tokens_back = fifo_jobserver
     record = tmp_path / "record"
     seconds = 30 if ending == "sigint" else 0.2
@@ -165,11 +179,13 @@ def test_fifo_jobserver_limits_the_run_and_gets_both_tokens_back(fifo_jobserver,
 def test_a_make_inside_a_job_shares_orchestrates_limit(write_jobs, tmp_path, processes):
     record = tmp_path / "record"
     targets = " ".join(f"t{i}" for i in range(10))
-    (tmp_path / "sub.mk").write_text(textwrap.dedent(f"""\
+    (tmp_path / "sub.mk").write_text(
+        textwrap.dedent(f"""\
         all: {targets}
         {targets}:
         \t@ORCHESTRATE_JOB=$@ {sys.executable} {CHILD} record {record} sleep 0.3
-    """))
+    """)
+    )
     others = "".join(f"  other{i}:\n    run: {child('record', record, 'sleep', 0.4)!r}\n" for i in range(4))
     jobs = write_jobs(f"jobs:\n  build:\n    run: make -s -f sub.mk\n    cwd: .\n{others}")
     result = run_cli("run", jobs, "-j", "4", "--processes", processes, cwd=tmp_path)
@@ -186,10 +202,14 @@ def test_a_make_inside_a_job_under_make_shares_makes_slots(tmp_path, write_jobs,
     record = tmp_path / "record"
     targets = " ".join(f"t{i}" for i in range(6))
     (tmp_path / "sub.mk").write_text(
-        f"all: {targets}\n{targets}:\n\t@ORCHESTRATE_JOB=$@ {sys.executable} {CHILD} record {record} sleep 0.3\n")
+        f"all: {targets}\n{targets}:\n"
+        f"\t@ORCHESTRATE_JOB=$@ {sys.executable} {CHILD} record {record} sleep 0.3\n"
+    )
     others = "".join(f"  other{i}:\n    run: {child('record', record, 'sleep', 0.3)!r}\n" for i in range(2))
     write_jobs(f"jobs:\n  build:\n    run: $MAKE -s -f sub.mk\n{others}")
-    (tmp_path / "Makefile").write_text(f"step:\n\t+@MAKE=$(MAKE) $(ORCHESTRATE) run jobs.yaml -q --processes {processes}\n")
+    (tmp_path / "Makefile").write_text(
+        f"step:\n\t+@MAKE=$(MAKE) $(ORCHESTRATE) run jobs.yaml -q --processes {processes}\n"
+    )
     result = run_make("-j3", "-s", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(started(record)) == 8
@@ -200,13 +220,16 @@ def test_a_make_inside_a_job_under_make_shares_makes_slots(tmp_path, write_jobs,
 
 def test_orchestrate_inside_orchestrate_shares_the_outer_limit(tmp_path, write_jobs):
     record = tmp_path / "record"
-    inner = write_jobs("jobs:\n" + "".join(f"  inner{i}:\n    run: {child('record', record, 'sleep', 0.3)!r}\n"
-                                            for i in range(6)), name="inner.yaml")
+    inner = write_jobs(
+        "jobs:\n"
+        + "".join(f"  inner{i}:\n    run: {child('record', record, 'sleep', 0.3)!r}\n" for i in range(6)),
+        name="inner.yaml",
+    )
     outer = write_jobs(f"""jobs:
   nested:
     run: {ORCH} run {inner} -q
   solo:
-    run: {child('record', record, 'sleep', 0.3)!r}
+    run: {child("record", record, "sleep", 0.3)!r}
 """)
     result = run_cli("run", outer, "-j", "3", env={"PYTHONPATH": REPO})
     assert result.returncode == 0, result.stdout + result.stderr

@@ -9,9 +9,9 @@ import time
 
 import gevent
 import pytest
+from conftest import alive, child, child_argv
 from gevent.event import Event
 
-from conftest import alive, child, child_argv
 from orchestrator.process import OutputSink, Process, run_process
 
 
@@ -83,7 +83,9 @@ def test_background_grandchild_holding_the_pipe_neither_hangs_nor_survives(tmp_p
     pidfile = tmp_path / "bg"
     started = time.monotonic()
     log = io.BytesIO()
-    result, _ = run(child_argv("print", "before", "background", 60, pidfile, "print", "after"), grace=0.3, log=log)
+    result, _ = run(
+        child_argv("print", "before", "background", 60, pidfile, "print", "after"), grace=0.3, log=log
+    )
     assert result.exit_code == 0
     assert time.monotonic() - started < 10
     assert log.getvalue() == b"before\nafter\n"

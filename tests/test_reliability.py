@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import alive, child, parents
 
 ORCH = [sys.executable, "-m", "orchestrator"]
@@ -16,8 +15,9 @@ ORCH = [sys.executable, "-m", "orchestrator"]
 
 def start_cli(*args, **kwargs) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    return subprocess.Popen([*ORCH, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, **kwargs)
+    return subprocess.Popen(
+        [*ORCH, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs
+    )
 
 
 def wait_for(predicate, seconds=20.0):
@@ -35,14 +35,17 @@ def statuses(report_path) -> dict:
 
 # -- processes that try to escape --
 
+
 @pytest.mark.parametrize("how", ["double-fork", "nohup"])
 def test_a_daemon_started_by_a_job_does_not_outlive_the_run(tmp_path, write_jobs, how):
     pidfile = tmp_path / "daemon.pid"
     if how == "double-fork":
         command = child("daemon", 120, pidfile, "print", "started")
     else:
-        command = (f"nohup {child('ignore-term', 'pidfile', pidfile, 'sleep', 120)} >/dev/null 2>&1 & "
-                   f"while [ ! -s {pidfile} ]; do sleep 0.05; done")
+        command = (
+            f"nohup {child('ignore-term', 'pidfile', pidfile, 'sleep', 120)} >/dev/null 2>&1 & "
+            f"while [ ! -s {pidfile} ]; do sleep 0.05; done"
+        )
     jobs = write_jobs(f"jobs:\n  spawner: {{run: {json.dumps(command)}}}\n  other: {{run: sleep 0.5}}\n")
     process = start_cli("run", jobs, "--kill-grace", "0.5s")
     out, err = process.communicate(timeout=60)
@@ -57,8 +60,11 @@ def test_a_job_ignoring_sigterm_is_killed_after_the_grace(tmp_path, write_jobs, 
     pidfile = tmp_path / "stubborn.pid"
     stubborn = json.dumps(f"trap '' TERM; {child('ignore-term', 'pidfile', pidfile, 'sleep', 120)}")
     extra = {"timeout": ", timeout: 500ms", "fail-fast": "", "run-timeout": "", "interrupt": ""}[stopper]
-    jobs = write_jobs(f"jobs:\n  stubborn: {{run: {stubborn}{extra}}}\n  bad: {{run: 'sleep 0.5; exit 1'}}\n"
-                      if stopper == "fail-fast" else f"jobs:\n  stubborn: {{run: {stubborn}{extra}}}\n")
+    jobs = write_jobs(
+        f"jobs:\n  stubborn: {{run: {stubborn}{extra}}}\n  bad: {{run: 'sleep 0.5; exit 1'}}\n"
+        if stopper == "fail-fast"
+        else f"jobs:\n  stubborn: {{run: {stubborn}{extra}}}\n"
+    )
     args = ["run", jobs, "--kill-grace", "0.5s"]
     args += {"fail-fast": ["--fail-fast"], "run-timeout": ["--timeout", "1s"]}.get(stopper, [])
     started = time.monotonic()
@@ -68,7 +74,9 @@ def test_a_job_ignoring_sigterm_is_killed_after_the_grace(tmp_path, write_jobs, 
         process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert time.monotonic() - started < 30
-    assert process.returncode == {"timeout": 1, "fail-fast": 1, "run-timeout": 124, "interrupt": 130}[stopper], out + err
+    assert (
+        process.returncode == {"timeout": 1, "fail-fast": 1, "run-timeout": 124, "interrupt": 130}[stopper]
+    ), out + err
     assert wait_for(lambda: not alive(int(pidfile.read_text())), 5)
 
 
@@ -76,7 +84,7 @@ def test_a_job_ignoring_sigterm_is_killed_after_the_grace(tmp_path, write_jobs, 
 def test_a_signal_stops_the_run_reports_and_exits_with_its_code(tmp_path, write_jobs, signum, code):
     marker = tmp_path / "started"
     jobs = write_jobs(f"""jobs:
-  long: {{run: {json.dumps(child('pidfile', marker, 'sleep', 120))}}}
+  long: {{run: {json.dumps(child("pidfile", marker, "sleep", 120))}}}
   after: {{run: echo never, needs: [long]}}
   queued: {{run: sleep 120}}
 """)
@@ -131,8 +139,9 @@ def test_running_out_of_file_descriptors_fails_jobs_with_a_reason(tmp_path, writ
     jobs = write_jobs("jobs:\n" + "".join(f"  j{i}: {{run: sleep 0.3}}\n" for i in range(200)))
     report = tmp_path / "report.json"
     command = " ".join([*ORCH, "run", jobs, "-j", "200", "-k", "-o", "none", "--report-file", str(report)])
-    result = subprocess.run(["/bin/sh", "-c", f"ulimit -n 64; exec {command}"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        ["/bin/sh", "-c", f"ulimit -n 64; exec {command}"], capture_output=True, text=True, timeout=120
+    )
     assert "Traceback" not in result.stderr
     assert result.returncode == 1, result.stdout + result.stderr
     jobs_out = json.loads(report.read_text())["jobs"]
@@ -143,10 +152,13 @@ def test_running_out_of_file_descriptors_fails_jobs_with_a_reason(tmp_path, writ
 
 # -- output that tries to drown us --
 
+
 def test_odd_output_is_kept_byte_for_byte(tmp_path, write_jobs):
     script = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 3 + b'\\xff\\xfe no newline')"
-    jobs = write_jobs(f"jobs:\n  odd: {{run: [{json.dumps(sys.executable)}, -c, {json.dumps(script)}]}}\n"
-                      f"  odd-fail: {{run: [{json.dumps(sys.executable)}, -c, {json.dumps(script + '; sys.exit(1)')}]}}\n")
+    jobs = write_jobs(
+        f"jobs:\n  odd: {{run: [{json.dumps(sys.executable)}, -c, {json.dumps(script)}]}}\n"
+        f"  odd-fail: {{run: [{json.dumps(sys.executable)}, -c, {json.dumps(script + '; sys.exit(1)')}]}}\n"
+    )
     result = subprocess.run([*ORCH, "run", jobs, "-k"], capture_output=True, timeout=60)
     assert result.returncode == 1 and b"Traceback" not in result.stderr
     log = tmp_path / ".orchestrate" / "logs" / "odd.log"
@@ -170,11 +182,17 @@ def test_one_100_megabyte_line_is_kept_whole(tmp_path, write_jobs):
 def test_a_gigabyte_of_output_lands_whole_with_bounded_memory(tmp_path, write_jobs):
     size = 1 << 30
     jobs = write_jobs(f"jobs:\n  flood: {{run: 'head -c {size} /dev/zero'}}\n")
-    measure = ("import resource, subprocess, sys; "
-               "r = subprocess.run(sys.argv[1:]); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
-    result = subprocess.run([sys.executable, "-c", measure, *ORCH, "run", jobs, "-o", "none", "--report", "none"],
-                            capture_output=True, text=True, timeout=300)
+    measure = (
+        "import resource, subprocess, sys; "
+        "r = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", measure, *ORCH, "run", jobs, "-o", "none", "--report", "none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     peak_kib = int(result.stdout.split()[-1])
     assert os.path.getsize(tmp_path / ".orchestrate" / "logs" / "flood.log") == size
@@ -186,8 +204,9 @@ def test_a_failing_log_write_fails_that_job_and_the_run_goes_on(tmp_path, write_
     report = tmp_path / "report.json"
     command = " ".join([*ORCH, "run", jobs, "-k", "--report-file", str(report)])
     # RLIMIT_FSIZE makes writes past 1 MB fail with EFBIG, as a full disk fails them.
-    result = subprocess.run(["/bin/sh", "-c", f"ulimit -f 1024; exec {command}"], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ["/bin/sh", "-c", f"ulimit -f 1024; exec {command}"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     jobs_out = {job["name"]: job for job in json.loads(report.read_text())["jobs"]}
     assert jobs_out["big"]["status"] == "failed" and "writing the log failed" in jobs_out["big"]["reason"]
@@ -200,9 +219,9 @@ def test_a_reader_that_stops_reading_stdout_never_stalls_the_run(tmp_path, write
     # reader, but jobs are still timed, killed and reaped.
     pidfile = tmp_path / "sleeper.pid"
     jobs = write_jobs(f"""jobs:
-  chatty: {{run: {json.dumps(child('bytes', 300_000))}}}
+  chatty: {{run: {json.dumps(child("bytes", 300_000))}}}
   sleeper:
-    run: {json.dumps(child('sleep', 0.5, 'pidfile', pidfile, 'sleep', 120))}
+    run: {json.dumps(child("sleep", 0.5, "pidfile", pidfile, "sleep", 120))}
     timeout: 1s
 """)
     process = start_cli("run", jobs, "-k")  # its stdout is a pipe this test does not read yet
@@ -218,6 +237,7 @@ def test_a_reader_that_stops_reading_stdout_never_stalls_the_run(tmp_path, write
 
 
 # -- runs that are cut short --
+
 
 def _resume_file(write_jobs, tmp_path, first_command="echo first"):
     gate = tmp_path / "fixed"
@@ -235,8 +255,9 @@ def test_resume_reruns_only_what_did_not_succeed(tmp_path, write_jobs):
     assert first.returncode == 1
     gate.touch()
     report = tmp_path / "report.json"
-    second = subprocess.run([*ORCH, "run", jobs, "--resume", "--report-file", report], capture_output=True,
-                            text=True, timeout=60)
+    second = subprocess.run(
+        [*ORCH, "run", jobs, "--resume", "--report-file", report], capture_output=True, text=True, timeout=60
+    )
     assert second.returncode == 0, second.stdout + second.stderr
     assert statuses(report) == {"first": "ok (resumed)", "flaky": "ok", "after": "ok", "side": "ok (resumed)"}
 
@@ -247,12 +268,15 @@ def test_the_history_keeps_only_the_last_run_and_resume_still_chains(tmp_path, w
     gate.touch()
     subprocess.run([*ORCH, "run", jobs, "--resume"], capture_output=True, timeout=60)
     report = tmp_path / "report.json"
-    third = subprocess.run([*ORCH, "run", jobs, "--resume", "--report-file", report], capture_output=True,
-                           text=True, timeout=60)
+    third = subprocess.run(
+        [*ORCH, "run", jobs, "--resume", "--report-file", report], capture_output=True, text=True, timeout=60
+    )
     assert third.returncode == 0, third.stdout + third.stderr
     assert set(statuses(report).values()) == {"ok (resumed)"}
-    records = [json.loads(line) for line in
-               (tmp_path / ".orchestrate" / "jobs.yaml.history.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (tmp_path / ".orchestrate" / "jobs.yaml.history.jsonl").read_text().splitlines()
+    ]
     assert [r["event"] for r in records] == ["run"] + ["job"] * 4  # not three runs' worth
     assert {r["run_id"] for r in records} == {records[0]["run_id"]}
 
@@ -271,7 +295,7 @@ def test_a_run_killed_with_sigkill_leaves_a_record_resume_can_use(tmp_path, writ
     marker = tmp_path / "marker"
     jobs = write_jobs(f"""jobs:
   quick: {{run: echo quick}}
-  slow: {{run: {json.dumps(child('pidfile', marker, 'sleep', 120))}, needs: [quick]}}
+  slow: {{run: {json.dumps(child("pidfile", marker, "sleep", 120))}, needs: [quick]}}
 """)
     process = start_cli("run", jobs)
     assert wait_for(marker.exists, 20)
@@ -283,8 +307,12 @@ def test_a_run_killed_with_sigkill_leaves_a_record_resume_can_use(tmp_path, writ
     assert [r.get("name") for r in records if r["event"] == "job"] == ["quick"]
     report = tmp_path / "report.json"
     marker.unlink()
-    resumed = subprocess.run([*ORCH, "run", jobs, "--resume", "--report-file", report, "--timeout", "1s"],
-                             capture_output=True, text=True, timeout=60)
+    resumed = subprocess.run(
+        [*ORCH, "run", jobs, "--resume", "--report-file", report, "--timeout", "1s"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert statuses(report) == {"quick": "ok (resumed)", "slow": "interrupted"}
     assert resumed.returncode == 124
 
@@ -293,8 +321,10 @@ def test_a_daemon_is_killed_when_its_job_ends_while_the_run_goes_on(tmp_path, wr
     pidfile = tmp_path / "daemon.pid"
     gone = f"for i in $(seq 100); do kill -0 $(cat {pidfile}) 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
     jobs = write_jobs(f"""jobs:
-  spawner: {{run: {json.dumps(child('daemon', 120, pidfile))}}}
+  spawner: {{run: {json.dumps(child("daemon", 120, pidfile))}}}
   checker: {{run: {json.dumps(gone)}, needs: [spawner]}}
 """)
-    result = subprocess.run([*ORCH, "run", jobs, "--kill-grace", "0.5s"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*ORCH, "run", jobs, "--kill-grace", "0.5s"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -247,13 +247,28 @@ def test_json_report_job_fields(tmp_path, summary):
     write_report_file(str(path), summary, {})
     jobs = {job["name"]: job for job in json.loads(path.read_text("utf-8"))["jobs"]}
     assert set(jobs["lint"]) == {
-        "name", "status", "exit_code", "signal", "attempts", "start", "end", "duration",
-        "log_path", "reason",
+        "name",
+        "status",
+        "exit_code",
+        "signal",
+        "attempts",
+        "start",
+        "end",
+        "duration",
+        "log_path",
+        "reason",
     }
     assert jobs["lint"] | {"log_path": None} == {
-        "name": "lint", "status": "ok", "exit_code": 0, "signal": None, "attempts": 1,
-        "start": "2023-11-14T22:13:20.000Z", "end": "2023-11-14T22:13:21.250Z",
-        "duration": 1.25, "log_path": None, "reason": "",
+        "name": "lint",
+        "status": "ok",
+        "exit_code": 0,
+        "signal": None,
+        "attempts": 1,
+        "start": "2023-11-14T22:13:20.000Z",
+        "end": "2023-11-14T22:13:21.250Z",
+        "duration": 1.25,
+        "log_path": None,
+        "reason": "",
     }
     assert jobs["killed"]["signal"] == "SIGKILL" and jobs["killed"]["exit_code"] is None
     assert jobs["unit"]["start"] is None and jobs["unit"]["duration"] is None
@@ -295,8 +310,13 @@ def test_junit_counts_and_elements(tmp_path, summary):
     (suite,) = root
     assert suite.tag == "testsuite"
     assert suite.attrib | {"timestamp": ""} == {
-        "name": "orchestrate", "tests": "9", "failures": "4", "errors": "0", "skipped": "2",
-        "time": "42.000", "timestamp": "",
+        "name": "orchestrate",
+        "tests": "9",
+        "failures": "4",
+        "errors": "0",
+        "skipped": "2",
+        "time": "42.000",
+        "timestamp": "",
     }
     cases = {case.get("name"): case for case in suite.iter("testcase")}
     assert list(cases) == [r.name for r in summary.results]
@@ -321,7 +341,11 @@ def test_junit_is_read_by_junitparser(tmp_path, summary):
     xml = JUnitXml.fromfile(write_junit(tmp_path, summary))
     (suite,) = list(xml)
     assert (suite.name, suite.tests, suite.failures, suite.errors, suite.skipped) == (
-        "orchestrate", 9, 4, 0, 2,
+        "orchestrate",
+        9,
+        4,
+        0,
+        2,
     )
     assert suite.time == pytest.approx(42.0)
     outcomes = {}
@@ -330,8 +354,15 @@ def test_junit_is_read_by_junitparser(tmp_path, summary):
         outcome = "failure" if Failure in kinds else "skipped" if Skipped in kinds else "pass"
         outcomes[case.name] = outcome
     assert outcomes == {
-        "lint": "pass", "build[ARCH=x86_64]": "failure", "killed": "failure", "slow": "failure",
-        "flaky": "pass", "unit": "skipped", "deploy": "skipped", "serve": "failure", "docs": "pass",
+        "lint": "pass",
+        "build[ARCH=x86_64]": "failure",
+        "killed": "failure",
+        "slow": "failure",
+        "flaky": "pass",
+        "unit": "skipped",
+        "deploy": "skipped",
+        "serve": "failure",
+        "docs": "pass",
     }
 
 

@@ -12,7 +12,6 @@ import time
 
 import pytest
 import yaml
-
 from conftest import run_cli
 
 SCENARIOS = os.path.join(os.path.dirname(__file__), "scenarios")
@@ -32,14 +31,26 @@ def test_scenario(name, processes, tmp_path):
         (folder / directory).mkdir()
     report = tmp_path / "report.json"
     started = time.monotonic()
-    result = run_cli("run", folder / "jobs.yaml", "--report-file", report, "--processes", processes,
-                     *expect.get("args", []))
+    result = run_cli(
+        "run",
+        folder / "jobs.yaml",
+        "--report-file",
+        report,
+        "--processes",
+        processes,
+        *expect.get("args", []),
+    )
     elapsed = time.monotonic() - started
     context = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == expect["exit"], context
     assert "Traceback" not in result.stderr, context
     jobs = {job["name"]: job for job in json.loads(report.read_text())["jobs"]}
-    for key, field in (("statuses", "status"), ("exit_codes", "exit_code"), ("signals", "signal"), ("attempts", "attempts")):
+    for key, field in (
+        ("statuses", "status"),
+        ("exit_codes", "exit_code"),
+        ("signals", "signal"),
+        ("attempts", "attempts"),
+    ):
         for job, value in expect.get(key, {}).items():
             assert jobs[job][field] == value, f"{job} {field}: {jobs[job][field]!r}\n{context}"
     if "statuses" in expect:

@@ -13,8 +13,8 @@ import time
 
 import gevent
 import pytest
-
 from conftest import child, run_cli
+
 from orchestrator import terminal
 from orchestrator.output import Reporter
 from orchestrator.results import JobResult, Status
@@ -25,8 +25,11 @@ STATUS = re.compile(rb"\r\x1b\[K\[\d+/\d+\] \d+ running")
 
 
 def clean_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "NO_COLOR", "FORCE_COLOR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "NO_COLOR", "FORCE_COLOR")
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
     env["TERM"] = "xterm"
     env.update(extra)
@@ -37,8 +40,14 @@ def run_in_pty(*args, env=None, timeout=30.0) -> tuple[int, bytes]:
     """orchestrate with a pseudo-terminal (100 columns) as stdin, stdout and stderr."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    process = subprocess.Popen([sys.executable, "-m", "orchestrator", *map(str, args)], stdin=slave,
-                               stdout=slave, stderr=slave, env=env or clean_env(), start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *map(str, args)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env or clean_env(),
+        start_new_session=True,
+    )
     os.close(slave)
     output = b""
     deadline = time.monotonic() + timeout
@@ -63,17 +72,19 @@ def run_in_pty(*args, env=None, timeout=30.0) -> tuple[int, bytes]:
 
 @pytest.fixture
 def three_jobs(write_jobs):
-    return write_jobs("jobs:\n" + "".join(f"  job{i}:\n    run: {child('print', f'out{i}', 'sleep', 0.3)!r}\n"
-                                          for i in range(3)))
+    return write_jobs(
+        "jobs:\n"
+        + "".join(f"  job{i}:\n    run: {child('print', f'out{i}', 'sleep', 0.3)!r}\n" for i in range(3))
+    )
 
 
 @pytest.fixture
 def one_fails(write_jobs):
     return write_jobs(f"""jobs:
   fine:
-    run: {child('print', 'fine-output')!r}
+    run: {child("print", "fine-output")!r}
   broken:
-    run: {child('print', 'broken-output', 'exit', 3)!r}
+    run: {child("print", "broken-output", "exit", 3)!r}
 """)
 
 
@@ -84,7 +95,7 @@ def test_a_terminal_gets_a_status_line_redrawn_in_place(three_jobs):
     assert re.search(rb"\[\d/3\] 2 running: job\d, job\d", output)
     assert b"out0" in output and b"3 ok" in output
     # Cleared before the table: no status text after the last clear.
-    assert b"running" not in output[output.rindex(b"\x1b[K"):]
+    assert b"running" not in output[output.rindex(b"\x1b[K") :]
 
 
 def test_no_status_line_on_a_pipe(three_jobs):
@@ -99,13 +110,16 @@ def test_no_status_line_with_quiet_on_a_terminal(three_jobs):
     assert output == b""
 
 
-@pytest.mark.parametrize("args, env, coloured", [
-    ((), {}, True),  # auto on a terminal
-    ((), {"NO_COLOR": "1"}, False),
-    (("--color", "never"), {}, False),
-    (("--color", "always"), {"NO_COLOR": "1"}, True),  # an explicit flag wins over NO_COLOR
-    ((), {"TERM": "dumb"}, False),
-])
+@pytest.mark.parametrize(
+    "args, env, coloured",
+    [
+        ((), {}, True),  # auto on a terminal
+        ((), {"NO_COLOR": "1"}, False),
+        (("--color", "never"), {}, False),
+        (("--color", "always"), {"NO_COLOR": "1"}, True),  # an explicit flag wins over NO_COLOR
+        ((), {"TERM": "dumb"}, False),
+    ],
+)
 def test_colour_on_a_terminal(one_fails, args, env, coloured):
     code, output = run_in_pty("run", one_fails, *args, env=clean_env(**env))
     assert code == 1

@@ -19,8 +19,12 @@ def test_a_dying_worker_fails_its_jobs_with_a_reason_and_the_run_goes_on(tmp_pat
 """)
     report = tmp_path / "report.json"
     started = time.monotonic()
-    result = subprocess.run([*ORCH, "run", jobs, "--processes", "2", "-k", "--report-file", report,
-                             "--kill-grace", "1s"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*ORCH, "run", jobs, "--processes", "2", "-k", "--report-file", report, "--kill-grace", "1s"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # Noticed when the worker dies, not when the orphaned `sleep 30` ends.
     assert time.monotonic() - started < 20
     assert result.returncode == 1, result.stdout + result.stderr
@@ -44,8 +48,13 @@ def _descendants(pid: int) -> list[int]:
 
 def test_killing_the_parent_leaves_no_worker_and_no_job(tmp_path, write_jobs):
     pids = [tmp_path / f"job{i}.pid" for i in range(3)]
-    jobs = write_jobs("jobs:\n" + "".join(
-        f"  j{i}: {{run: {json.dumps(child('ignore-term', 'pidfile', pid, 'sleep', 120))}}}\n" for i, pid in enumerate(pids)))
+    jobs = write_jobs(
+        "jobs:\n"
+        + "".join(
+            f"  j{i}: {{run: {json.dumps(child('ignore-term', 'pidfile', pid, 'sleep', 120))}}}\n"
+            for i, pid in enumerate(pids)
+        )
+    )
     process = start_cli("run", jobs, "--processes", "2", "-j", "3", "--kill-grace", "1s")
     assert wait_for(lambda: all(p.exists() for p in pids), 30)
     workers = _descendants(process.pid)

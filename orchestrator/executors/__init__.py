@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from gevent.event import Event
 
@@ -11,8 +12,15 @@ from orchestrator.process import ProcessResult
 
 
 class Executor(Protocol):
-    def run_attempt(self, job: Job, attempt: int, env: Mapping[str, str], log_path: str | None,
-                    stop: Event, on_output: Callable[[bytes], None] | None) -> ProcessResult:
+    def run_attempt(
+        self,
+        job: Job,
+        attempt: int,
+        env: Mapping[str, str],
+        log_path: str | None,
+        stop: Event,
+        on_output: Callable[[bytes], None] | None,
+    ) -> ProcessResult:
         """Run one attempt to its end (blocking this greenlet only)."""
 
     def close(self) -> None:

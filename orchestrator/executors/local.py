@@ -49,8 +49,9 @@ class LocalExecutor:
         seal_inherited_descriptors(keep=pass_fds)
 
     def run_attempt(self, job, attempt, env, log_path, stop, on_output) -> ProcessResult:
-        return run_attempt_spec(spec_for(job, attempt, env, log_path), stop, on_output, self.kill_grace,
-                                self.pass_fds)
+        return run_attempt_spec(
+            spec_for(job, attempt, env, log_path), stop, on_output, self.kill_grace, self.pass_fds
+        )
 
     def close(self) -> None:
         pass

@@ -62,21 +62,38 @@ class QueueBridge:
 
 
 class _Worker:
-    def __init__(self, context, index: int, results, kill_grace: float, run_id: str, base_env: dict,
-                 pass_fds: tuple[int, ...]):
+    def __init__(
+        self,
+        context,
+        index: int,
+        results,
+        kill_grace: float,
+        run_id: str,
+        base_env: dict,
+        pass_fds: tuple[int, ...],
+    ):
         self.index = index
         self.tasks = context.JoinableQueue()
-        self.process = context.Process(target=worker_main,
-                                       args=(self.tasks, results, kill_grace, run_id, base_env,
-                                             os.getpid(), pass_fds),
-                                       name=f"orchestrate-worker-{index}", daemon=True)
+        self.process = context.Process(
+            target=worker_main,
+            args=(self.tasks, results, kill_grace, run_id, base_env, os.getpid(), pass_fds),
+            name=f"orchestrate-worker-{index}",
+            daemon=True,
+        )
         self.process.start()
         self.attempts: set[int] = set()
 
 
 class ProcessPoolExecutor:
-    def __init__(self, processes: int, kill_grace: float = 5.0, run_id: str = "", start_method: str = "spawn",
-                 base_env: dict | None = None, pass_fds: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        processes: int,
+        kill_grace: float = 5.0,
+        run_id: str = "",
+        start_method: str = "spawn",
+        base_env: dict | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ):
         self.context = multiprocessing.get_context(start_method)
         self.kill_grace = kill_grace
         self.run_id = run_id
@@ -95,8 +112,9 @@ class ProcessPoolExecutor:
         self.reader = QueueBridge(self.results, self._on_result, last=("closed",))
 
     def _start_worker(self, index: int) -> _Worker:
-        worker = _Worker(self.context, index, self.results, self.kill_grace, self.run_id, self.base_env,
-                         self.pass_fds)
+        worker = _Worker(
+            self.context, index, self.results, self.kill_grace, self.run_id, self.base_env, self.pass_fds
+        )
         orphans.protected.add(worker.process.pid)  # ours, not a job's leftover
         gevent.spawn(self._watch, worker)
         return worker
@@ -113,7 +131,9 @@ class ProcessPoolExecutor:
             self.outputs[attempt_id] = on_output
         worker.attempts.add(attempt_id)
         own_env = {name: value for name, value in env.items() if self.base_env.get(name) != value}
-        worker.tasks.put(("run", attempt_id, spec_for(job, attempt, own_env, log_path), on_output is not None))
+        worker.tasks.put(
+            ("run", attempt_id, spec_for(job, attempt, own_env, log_path), on_output is not None)
+        )
         if stop.is_set():
             worker.tasks.put(("stop",))
         try:
@@ -163,8 +183,15 @@ class ProcessPoolExecutor:
 
 
 # -- worker side --
-def worker_main(tasks, results, kill_grace: float, run_id: str, base_env: dict, parent_pid: int = 0,
-                jobserver_fds: tuple[int, ...] = ()) -> None:
+def worker_main(
+    tasks,
+    results,
+    kill_grace: float,
+    run_id: str,
+    base_env: dict,
+    parent_pid: int = 0,
+    jobserver_fds: tuple[int, ...] = (),
+) -> None:
     """A worker: runs the attempts it is sent, each in a greenlet, until told to exit."""
     import gevent.pool
     from gevent.event import Event
