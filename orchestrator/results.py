@@ -45,6 +45,20 @@ STOP_EXIT_CODES = {
 
 
 @dataclass
+class Attempt:
+    """One attempt of a job as it ran: when, in which slot and on which host, how it ended."""
+
+    number: int
+    start: float  # wall-clock epoch seconds
+    end: float
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    slot: int | None = None  # the -j slot (0-based) it ran in: a lane of the trace
+    host: str | None = None  # where it ran, when not on this machine
+
+
+@dataclass
 class JobResult:
     """What happened to one job; `bool(result)` tells whether it counts as success."""
 
@@ -58,6 +72,10 @@ class JobResult:
     tail: str = ""  # the last lines of output, for the report
     log_path: str | None = None
     reason: str = ""  # why, in words, when the exit code alone does not say
+    ready: float | None = None  # when its needs were done (epoch seconds)
+    slot: int | None = None  # the slot of its last attempt
+    host: str | None = None  # where its last attempt ran, when not on this machine
+    tries: list[Attempt] = field(default_factory=list)  # every attempt, in order
 
     @property
     def duration(self) -> float | None:
