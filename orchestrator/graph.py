@@ -6,33 +6,33 @@ import difflib
 from collections.abc import Iterable, Mapping
 
 from orchestrator.errors import UsageError
+from orchestrator.matrix import MatrixIndex
 from orchestrator.model import Job
 
 
-def base_name(name: str) -> str:
-    """`build[ARCH=arm64]` -> `build`: the name a matrix job was written under."""
-    return name.split("[", 1)[0]
-
-
 def select(jobs: Mapping[str, Job], targets: Iterable[str] = (), tags: Iterable[str] = ()) -> list[str]:
-    """The named jobs (a matrix name means all its expansions) and those with any of the
-    tags, plus everything they need; all jobs when neither is given. File order."""
+    """The named jobs (as `needs:` names them: a job, a matrix job's bare name for all its
+    expansions, or a selector such as `test[OS=linux]`) and those with any of the tags, plus
+    everything they need; all jobs when neither is given. File order."""
     targets, tags = list(targets), set(tags)
     if not targets and not tags:
         return list(jobs)
-    by_base: dict[str, list[str]] = {}
-    for name in jobs:
-        by_base.setdefault(base_name(name), []).append(name)
+    index = MatrixIndex.of((name, job.matrix) for name, job in jobs.items())
     wanted: list[str] = []
     for target in targets:
-        if target in jobs:
-            wanted.append(target)
-        elif target in by_base:
-            wanted.extend(by_base[target])
-        else:
-            close = difflib.get_close_matches(target, list(by_base) + list(jobs), n=1)
-            hint = f'; did you mean "{close[0]}"?' if close else "; `orchestrate list FILE` shows the jobs"
+        found = index.resolve(target)
+        if not found:
+            close = difflib.get_close_matches(target, index.names_to_suggest(), n=1)
+            takes = index.values_of(target)
+            hint = (
+                f"; {takes}"
+                if takes
+                else f'; did you mean "{close[0]}"?'
+                if close
+                else "; `orchestrate list FILE` shows the jobs"
+            )
             raise UsageError(f'no job named "{target}"{hint}')
+        wanted.extend(found)
     if tags:
         matching = [name for name, job in jobs.items() if tags & set(job.tags)]
         if not matching:

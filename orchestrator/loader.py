@@ -30,6 +30,7 @@ from yaml.events import (
 from yaml.resolver import Resolver
 
 from .errors import JobFileError
+from .matrix import MatrixIndex, expansion_name
 from .model import NAME_PATTERN, Job, JobFile, Position, frozen_map, parse_duration
 
 # libyaml parses about five times faster; the pure-Python parser is only a fallback.
@@ -76,7 +77,6 @@ _JOB_ONLY_KEYS = ("run", "needs", "matrix")
 _DEFAULT_KEYS = tuple(key for key in _JOB_KEYS if key not in _JOB_ONLY_KEYS)
 
 _ENV_NAME = re.compile(r"[^=\0]+")
-_SELECTOR = re.compile(r"(?P<base>[A-Za-z0-9_.-]+)\[(?P<pairs>.*)\]", re.DOTALL)
 _LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # what libyaml counts as a new line
 _EMPTY = frozen_map()
 _NULL_WORDS = {"", "~", "null", "Null", "NULL"}  # what YAML 1.1 reads as null when unquoted
@@ -346,7 +346,7 @@ class _Reader:
         self.defaults: dict = {}
         self.base_env: dict[str, str] = {}
         self.drafts: dict[str, _Draft] = {}
-        self.groups: dict[str, list[str]] = {}  # matrix job -> its expansions
+        self.names = MatrixIndex()  # every job and matrix expansion, for resolving needs
         self.field_readers = {
             "run": self.read_run,
             "resources": self.read_resources,
@@ -450,17 +450,17 @@ class _Reader:
         else:
             fields["env"] = shared_env if env is None else frozen_map(env)
             self.drafts[name] = _Draft(fields, needs)
+            self.names.add(name, _EMPTY)
 
     def expand(self, name: str, fields: dict, env: dict, needs: list, axes: list) -> None:
         """One job per combination of matrix values, named like build[ARCH=arm64,OS=linux]."""
         keys = [key for key, _ in axes]
-        group = self.groups[name] = []
         for values in itertools.product(*(values for _, values in axes)):
-            matrix = dict(zip(keys, values, strict=True))
-            expanded = name + "[" + ",".join(f"{k}={v}" for k, v in matrix.items()) + "]"
-            own = {"env": frozen_map({**env, **matrix}), "matrix": frozen_map(matrix)}
+            matrix = frozen_map(dict(zip(keys, values, strict=True)))
+            expanded = expansion_name(name, matrix)
+            own = {"env": frozen_map({**env, **matrix}), "matrix": matrix}
             self.drafts[expanded] = _Draft({**fields, **own}, needs)
-            group.append(expanded)
+            self.names.add(expanded, matrix)
 
     def read_matrix(self, node: _Node, owner: str) -> list[tuple[str, list[str]]]:
         what = f"matrix of {owner}"
@@ -507,25 +507,13 @@ class _Reader:
 
     def resolve_need(self, text: str, node: _Node) -> list[str]:
         """A job, a matrix job's expansions, or those a selector like build[ARCH=arm64] picks."""
-        if text in self.drafts:
-            return [text]
-        found = self.groups.get(text) or self.select_expansions(text)
+        found = self.names.resolve(text)
         if not found:
-            candidates = itertools.chain(self.drafts, self.groups)
-            hint = _suggest(text, candidates, "no job has that name")
+            hint = self.names.values_of(text) or _suggest(
+                text, self.names.names_to_suggest(), "no job has that name"
+            )
             self.fail(node, f'unknown need "{text}"; {hint}')
         return found
-
-    def select_expansions(self, text: str) -> list[str]:
-        match = _SELECTOR.fullmatch(text)
-        if not match or match["base"] not in self.groups:
-            return []
-        wanted = [pair.partition("=") for pair in match["pairs"].split(",")]
-        return [
-            name
-            for name in self.groups[match["base"]]
-            if all(sep and self.drafts[name].fields["matrix"].get(key) == value for key, sep, value in wanted)
-        ]
 
     def check_cycles(self, jobs: dict[str, Job]) -> None:
         try:
