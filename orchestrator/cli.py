@@ -9,6 +9,7 @@ import sys
 from orchestrator import __version__
 from orchestrator.errors import JobFileError, UsageError
 from orchestrator.model import parse_duration
+from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, values
 
 EXIT_USAGE = 2
 DEFAULT_TABLE_FORMAT = "simple"
@@ -72,7 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--kill-grace", type=duration, default=5.0, help="between SIGTERM and SIGKILL (default 5s)"
     )
-    run.add_argument("-o", "--output", choices=("grouped", "stream", "failed", "none"), default="grouped")
+    run.add_argument(
+        "-o",
+        "--output",
+        choices=values(OutputMode),
+        default="grouped",
+        help="grouped (each job's output whole when it ends), stream (live, prefixed), failed, none",
+    )
+    run.add_argument(
+        "--progress",
+        choices=values(ProgressMode),
+        default="auto",
+        help="tty (a status line), lines (a line per job start and end on stderr), none; "
+        "auto: tty on a terminal, lines when CI is set",
+    )
     run.add_argument("--report", choices=("table", "none"), default="table")
     run.add_argument(
         "--table-format", default=DEFAULT_TABLE_FORMAT, help="any tabulate format (default simple)"
@@ -168,7 +182,7 @@ def cmd_graph(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from orchestrator.run import RunRequest, run
+    from orchestrator.run import OutputAbandoned, RunRequest, run
 
     if args.report_file or args.table_format != DEFAULT_TABLE_FORMAT:  # else spare importing tabulate
         from orchestrator.report import report_extension
@@ -181,11 +195,16 @@ def cmd_run(args) -> int:
         targets=args.targets,
         tags=args.tag,
         jobs=args.jobs,
-        policy="keep-going" if args.keep_going else "fail-fast" if args.fail_fast else "stop",
+        policy=FailurePolicy.KEEP_GOING
+        if args.keep_going
+        else FailurePolicy.FAIL_FAST
+        if args.fail_fast
+        else FailurePolicy.STOP,
         dry_run=args.dry_run,
         timeout=args.timeout,
         kill_grace=args.kill_grace,
-        output=args.output,
+        output=OutputMode(args.output),
+        progress=ProgressMode(args.progress),
         report=args.report,
         table_format=args.table_format,
         report_files=args.report_file,
@@ -195,7 +214,12 @@ def cmd_run(args) -> int:
         quiet=args.quiet,
         color=args.color,
     )
-    return run(request)
+    try:
+        return run(request)
+    except OutputAbandoned as abandoned:
+        # stdout's reader stopped reading: the interpreter's final flush would wait forever.
+        sys.stderr.flush()
+        os._exit(abandoned.exit_code)
 
 
 def _table_format(name: str) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
-import uuid
 from collections import deque
-from collections.abc import Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -16,75 +18,111 @@ from gevent.greenlet import Greenlet
 from gevent.pool import Group, Pool
 from gevent.queue import Queue
 
-from orchestrator.executors import Executor, job_environment
+from orchestrator.executors import Executor
 from orchestrator.gates import ResourceGate
 from orchestrator.graph import Plan
-from orchestrator.model import Job
-from orchestrator.results import JobResult, RunSummary, Status, StopReason
+from orchestrator.listeners import RunListener, RunStart
+from orchestrator.logs import LogStore
+from orchestrator.model import Job, describe_seconds
+from orchestrator.options import FailurePolicy
+from orchestrator.process import ProcessResult
+from orchestrator.results import Attempt, JobResult, RunSummary, Status, StopReason
+from orchestrator.supervisor import job_environment
 
 
-@dataclass
-class EngineOptions:
-    jobs: int = 1
-    policy: str = "stop"  # start nothing new after a failure (make's default)
-    timeout: float | None = None  # for the whole run
-    run_id: str = ""
+class SlotGate(Protocol):
+    """Job slots beyond the -j pool: make's jobserver tokens (jobserver.TokenGate)."""
+
+    def hold(self) -> AbstractContextManager[None]: ...
 
 
 class NoTokens:
     """The slot gate when no make jobserver limits us: the -j pool is the only limit."""
 
     @contextmanager
-    def hold(self):
+    def hold(self) -> Iterator[None]:
         yield
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How one run is driven; everything but the plan, the executor and the listener."""
+
+    run_id: str
+    jobs: int = 1  # the -j pool
+    policy: FailurePolicy = FailurePolicy.STOP
+    timeout: float | None = None  # for the whole run
+    capacities: Mapping[str, int] = field(default_factory=dict)  # declared resources
+    base_env: Mapping[str, str] | None = None  # the caller's environment; None: os.environ
+    slots: SlotGate = field(default_factory=NoTokens)
+    logs: LogStore | None = None
+    resumed: frozenset[str] = frozenset()  # done in an earlier run; not run again
+    job_file: str = ""
 
 
 class JobRunner(Greenlet):
     """One job: its attempts, retries and retry delays, ending in a JobResult value."""
 
-    def __init__(self, engine: Engine, job: Job):
+    def __init__(self, engine: Engine, job: Job) -> None:
         super().__init__()
         self.engine = engine
         self.job = job
         self.started_at: float | None = None
+        self.slot: int | None = None
+        self.tries: list[Attempt] = []
 
     def _run(self) -> JobResult:
         engine, job = self.engine, self.job
         log_path = engine.log_path(job.name)
-        on_output = (
-            (lambda data: engine.reporter.job_output(job.name, data))
-            if engine.reporter.wants_output
-            else None
-        )
-        with engine.slots.hold():
+        listener = engine.listener
+        on_output = partial(listener.job_output, job.name) if listener.wants_output else None
+        with engine.config.slots.hold():
             if engine.halted:  # a failure or a stop came while this job waited for a slot
-                return JobResult(job.name, Status.CANCELLED)
+                return engine.unstarted(job.name, Status.CANCELLED)
+            self.slot = engine.take_slot()
             self.started_at = time.time()
+            listener.job_started(job.name, self.slot, self.started_at)
             return self._attempts(log_path, on_output)
 
-    def _attempts(self, log_path, on_output) -> JobResult:
+    def _attempts(self, log_path: str | None, on_output: Callable[[bytes], None] | None) -> JobResult:
         engine, job = self.engine, self.job
-        engine.reporter.job_started(job.name)
         attempt = 0
         while True:
             attempt += 1
-            env = job_environment(job, engine.options.run_id, attempt, engine.base_env)
+            env = job_environment(job, engine.config.run_id, attempt, engine.base_env)
+            begun = time.time()
             outcome = engine.executor.run_attempt(job, attempt, env, log_path, engine.stop_event, on_output)
+            self._record(attempt, begun, outcome)
             if outcome.succeeded or engine.stop_event.is_set() or attempt > job.retries:
                 break
             if job.retry_delay and engine.stop_event.wait(job.retry_delay):
                 break
-        return self._result(outcome, attempt, log_path)
+        return self._result(outcome, log_path)
 
-    def _result(self, outcome, attempts: int, log_path) -> JobResult:
+    def _record(self, number: int, begun: float, outcome: ProcessResult) -> None:
+        attempt = Attempt(
+            number=number,
+            start=begun,
+            end=time.time(),
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            timed_out=outcome.timed_out,
+            slot=self.slot,
+            host=outcome.host,
+        )
+        self.tries.append(attempt)
+        self.engine.listener.attempt_ended(self.job.name, attempt)
+
+    def _result(self, outcome: ProcessResult, log_path: str | None) -> JobResult:
+        reason = outcome.reason
+        stopping = self.engine.stop_event.is_set()
         if outcome.succeeded:
             status = Status.OK
-        elif outcome.stopped or (
-            self.engine.stop_event.is_set() and not outcome.timed_out and outcome.exit_code is None
-        ):
+        elif outcome.stopped or (stopping and not outcome.timed_out and outcome.exit_code is None):
             status = Status.INTERRUPTED
         elif outcome.timed_out:
             status = Status.ALLOWED if self.job.allow_failure else Status.TIMEOUT
+            reason = reason or f"timed out after {describe_seconds(self.job.timeout or 0)}"
         else:
             status = Status.ALLOWED if self.job.allow_failure else Status.FAILED
         return JobResult(
@@ -92,12 +130,17 @@ class JobRunner(Greenlet):
             status=status,
             exit_code=outcome.exit_code,
             signal=outcome.signal,
-            attempts=attempts,
+            attempts=len(self.tries),
             start=self.started_at,
             end=time.time(),
             tail=outcome.tail.decode("utf-8", "replace"),
-            reason=outcome.reason,
+            reason=reason,
+            timed_out=outcome.timed_out,
             log_path=log_path if log_path and os.path.exists(log_path) else None,  # silent: no log
+            ready=self.engine.ready_at.get(self.job.name),
+            slot=self.slot,
+            host=outcome.host,
+            tries=self.tries,
         )
 
 
@@ -106,50 +149,37 @@ class Engine:
 
     A ready job waits at the resource gate (all units at once, FIFO), then for a slot in
     the `-j` pool; its JobRunner greenlet then runs it. Every job's result is an
-    AsyncResult, set exactly once, whether it ran, was skipped or was cancelled.
+    AsyncResult, set exactly once, whether it ran, was skipped or was cancelled. What
+    happens is told to one listener (a Fanout of the reporter, the state, ...).
     """
 
-    def __init__(
-        self,
-        jobs: Mapping[str, Job],
-        names,
-        executor: Executor,
-        reporter,
-        options: EngineOptions,
-        capacities: Mapping[str, int] | None = None,
-        log_store=None,
-        base_env: Mapping[str, str] | None = None,
-        token_gate=None,
-        resumed: frozenset[str] = frozenset(),
-        on_result=None,
-    ):
-        self.jobs = jobs
-        self.plan = Plan(jobs, names)
+    def __init__(self, plan: Plan, executor: Executor, listener: RunListener, config: EngineConfig) -> None:
+        self.plan = plan
+        self.jobs = plan.jobs
         self.executor = executor
-        self.reporter = reporter
-        self.options = options
-        self.options.run_id = options.run_id or uuid.uuid4().hex[:12]
-        self.log_store = log_store
-        self.base_env = dict(os.environ) if base_env is None else base_env  # decoded once, not per job
-        self.gate = ResourceGate(capacities or {})
-        self.slots = token_gate or NoTokens()
-        self.resumed = resumed  # done in the previous run; not run again
-        self.on_result = on_result
-        self.pool = Pool(max(1, options.jobs))
+        self.listener = listener
+        self.config = config
+        self.base_env = dict(os.environ) if config.base_env is None else config.base_env  # decoded once
+        self.gate = ResourceGate(config.capacities)
+        self.pool = Pool(max(1, config.jobs))
         self.admissions = Group()  # greenlets waiting at the resource gate
         self.waiting: deque[Job] = deque()  # jobs with their resources, waiting for a slot
-        self.results: dict[str, AsyncResult] = {name: AsyncResult() for name in self.plan.names}
+        self.results: dict[str, AsyncResult] = {name: AsyncResult() for name in plan.names}
+        self.ready_at: dict[str, float] = {}
         self.finished: Queue = Queue()
         self.stop_event = Event()
         self.stop_reason: StopReason | None = None
         self.halted = False  # after a failure under the default policy: start nothing new
+        self.free_slots: list[int] = []  # a heap: the lowest free lane is taken first
+        self.slots_made = 0
 
     def log_path(self, name: str) -> str | None:
-        return self.log_store.path(name) if self.log_store is not None else None
+        return self.config.logs.path(name) if self.config.logs is not None else None
 
     # -- stopping --
     def stop(self, reason: StopReason) -> None:
-        """Stop starting jobs and terminate running ones (each process gets TERM, then KILL)."""
+        """Stop starting jobs and terminate running ones (each process gets TERM, then KILL).
+        The first reason stays: it decides the exit code."""
         if self.stop_reason is None:
             self.stop_reason = reason
         self.halted = True
@@ -161,14 +191,21 @@ class Engine:
         self.stop(self.stop_reason or StopReason.SIGINT)
         self.pool.kill(block=False)
 
+    def _time_out(self) -> None:
+        timeout = describe_seconds(self.config.timeout or 0)
+        running = sum(1 for runner in self.pool if isinstance(runner, JobRunner) and runner.slot is not None)
+        jobs = "job" if running == 1 else "jobs"
+        self.listener.notice(f"orchestrate: run timed out after {timeout}, stopping {running} running {jobs}")
+        self.stop(StopReason.TIMEOUT)
+
     # -- the dispatch loop --
     def run(self) -> RunSummary:
         started, started_wall = time.monotonic(), time.time()
-        timer = (
-            gevent.spawn_later(self.options.timeout, self.stop, StopReason.TIMEOUT)
-            if self.options.timeout
-            else None
+        self.listener.run_started(
+            RunStart(self.config.run_id, self.config.job_file, tuple(self.plan.names), started_wall)
         )
+        timeout = self.config.timeout
+        timer = gevent.spawn_later(timeout, self._time_out) if timeout else None
         try:
             self._release(self.plan.initially_ready())
             while not self.plan.done:
@@ -179,15 +216,19 @@ class Engine:
                 timer.kill()
         summary = RunSummary([self.results[name].get() for name in self.plan.names], self.stop_reason)
         summary.elapsed = time.monotonic() - started
-        summary.run_id, summary.started = self.options.run_id, started_wall
+        summary.run_id, summary.started = self.config.run_id, started_wall
+        self.listener.run_ended(summary)
         return summary
 
-    def _release(self, names) -> None:
+    def _release(self, names: Iterable[str]) -> None:
+        now = time.time()
         for name in names:
-            if name in self.resumed:
-                self.finished.put((name, JobResult(name, Status.RESUMED, log_path=self.log_path(name))))
+            self.ready_at[name] = now
+            self.listener.job_ready(name, now)
+            if name in self.config.resumed:
+                self.finished.put((name, self.unstarted(name, Status.RESUMED, log_path=self.log_path(name))))
             elif self.halted:
-                self.finished.put((name, self._unstarted(name, Status.CANCELLED)))
+                self.finished.put((name, self.unstarted(name, Status.CANCELLED)))
             elif self.jobs[name].resources:
                 admission = Greenlet(self._admit, self.jobs[name])
                 admission.job_name = name  # gevent drops `args` once a greenlet is killed
@@ -218,24 +259,33 @@ class Engine:
         runner.rawlink(self._on_runner_done)
         self.pool.start(runner)  # never waits: _pump checked for room
 
+    def take_slot(self) -> int:
+        """The lowest lane no running job holds: trace lanes never overlap."""
+        if self.free_slots:
+            return heapq.heappop(self.free_slots)
+        self.slots_made += 1
+        return self.slots_made - 1
+
     def _cancel_waiting(self) -> None:
         self.admissions.kill(block=False)
         while self.waiting:
             job = self.waiting.popleft()
             self.gate.release(job.resources)
-            self.finished.put((job.name, self._unstarted(job.name, Status.CANCELLED)))
+            self.finished.put((job.name, self.unstarted(job.name, Status.CANCELLED)))
 
     def _on_admission_done(self, admission: Greenlet) -> None:
         # Killed while waiting at a gate, or before it ever ran: the job never started.
         if admission.value is not True:
-            self.finished.put((admission.job_name, self._unstarted(admission.job_name, Status.CANCELLED)))
+            self.finished.put((admission.job_name, self.unstarted(admission.job_name, Status.CANCELLED)))
 
     def _on_runner_done(self, runner: JobRunner) -> None:
         self.gate.release(runner.job.resources)
+        if runner.slot is not None:
+            heapq.heappush(self.free_slots, runner.slot)
         if isinstance(runner.value, JobResult):
             result = runner.value
         elif runner.started_at is None:
-            result = self._unstarted(runner.job.name, Status.CANCELLED)
+            result = self.unstarted(runner.job.name, Status.CANCELLED)
         else:
             # Killed (a GreenletExit counts as success in gevent, with the exception as value)
             # or a bug in the runner: either way the job did not finish on its own.
@@ -243,10 +293,14 @@ class Engine:
             result = JobResult(
                 runner.job.name,
                 Status.INTERRUPTED if killed else Status.FAILED,
+                attempts=len(runner.tries),
                 start=runner.started_at,
                 end=time.time(),
                 reason=_describe(runner.exception),
                 log_path=self.log_path(runner.job.name),
+                ready=self.ready_at.get(runner.job.name),
+                slot=runner.slot,
+                tries=runner.tries,
             )
         self._apply_policy(result)
         self.finished.put((runner.job.name, result))
@@ -254,9 +308,9 @@ class Engine:
 
     def _apply_policy(self, result: JobResult) -> None:
         if result.status in (Status.FAILED, Status.TIMEOUT):
-            if self.options.policy == "fail-fast":
+            if self.config.policy is FailurePolicy.FAIL_FAST:
                 self.stop(StopReason.FAIL_FAST)
-            elif self.options.policy == "stop":
+            elif self.config.policy is FailurePolicy.STOP:
                 self.halted = True
                 self._cancel_waiting()
 
@@ -264,19 +318,19 @@ class Engine:
         self._set_result(result)
         ready, skipped = self.plan.finish(name, bool(result))
         for skipped_name in skipped:
-            self._set_result(
-                self._unstarted(skipped_name, Status.SKIPPED, reason=f"needs {name} ({result.status})")
-            )
+            reason = f"needs {name} ({result.status})"
+            self._set_result(self.unstarted(skipped_name, Status.SKIPPED, reason=reason))
         self._release(ready)
 
     def _set_result(self, result: JobResult) -> None:
         self.results[result.name].set(result)
-        self.reporter.job_finished(result)
-        if self.on_result is not None:
-            self.on_result(result)
+        self.listener.job_finished(result)
 
-    def _unstarted(self, name: str, status: Status, reason: str = "") -> JobResult:
-        return JobResult(name, status, reason=reason)
+    def unstarted(
+        self, name: str, status: Status, reason: str = "", log_path: str | None = None
+    ) -> JobResult:
+        """The result of a job that never ran in this run."""
+        return JobResult(name, status, reason=reason, log_path=log_path, ready=self.ready_at.get(name))
 
 
 def _describe(exception: BaseException | None) -> str:

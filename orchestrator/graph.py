@@ -76,6 +76,7 @@ class Plan:
     """
 
     def __init__(self, jobs: Mapping[str, Job], names: Iterable[str]):
+        self.jobs = jobs
         self.names = list(names)
         self.index = {name: i for i, name in enumerate(self.names)}
         self.waiting_on: dict[str, int] = {}

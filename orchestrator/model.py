@@ -35,6 +35,18 @@ def parse_duration(text: str | int | float) -> float:
     return seconds
 
 
+def describe_seconds(seconds: float) -> str:
+    """A duration as a person writes it: `250ms`, `2s`, `1.5s`, `1m30s`, `2h`."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{round(seconds, 1):g}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [(hours, "h"), (minutes, "m"), (secs, "s")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+
+
 def frozen_map(items: Mapping | None = None) -> Mapping:
     return MappingProxyType(dict(items or {}))
 

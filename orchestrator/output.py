@@ -1,161 +1,173 @@
-"""Log files and the reporter actor: the only writer to the terminal."""
+"""The reporter actor: the only writer to the terminal, so job output never interleaves."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import select
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
 
 import gevent
 from gevent.queue import Queue
+from gevent.threadpool import ThreadPool
 
-from orchestrator.process import quiet_thread_pool
-from orchestrator.results import JobResult
+from orchestrator.listeners import RunListener
+from orchestrator.options import OutputMode
+from orchestrator.results import JobResult, RunSummary
+from orchestrator.terminal import StatusLine
+from orchestrator.threads import quiet_thread_pool
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.=,-]")
 COPY_CHUNK = 1 << 20
+# After a stopped run (a signal, --timeout, fail-fast), how long the reporter may wait for a
+# reader that does not read before it gives up on the rest of the output: the jobs are
+# stopped, the logs hold everything, and the process must end with its exit code.
+ABANDON_AFTER = 2.0
 
 
-def log_file_name(job_name: str) -> str:
-    """A file name for a job's log: readable, and never a path or a clash."""
-    safe = _UNSAFE.sub("_", job_name).strip(".") or "_"
-    if safe != job_name:
-        safe += "-" + hashlib.sha1(job_name.encode()).hexdigest()[:8]
-    return safe + ".log"
+@dataclass(frozen=True)
+class _Output:
+    name: str
+    data: bytes
 
 
-class LogFile:
-    """A job's log, created at its first byte and written through the raw descriptor: no
-    buffering to lose, and every byte written even when the kernel takes a chunk in parts.
-
-    A job that prints nothing gets no file: creating one costs more than launching the job
-    (130 us on ext4). An earlier run's log is truncated at the first byte, not removed and
-    created again (ext4 then scans for a free inode past the recently deleted ones: 0.6 ms
-    a job when 2000 jobs rerun), and removed at the end if the job printed nothing, so it
-    is never shown as this run's.
-    """
-
-    def __init__(self, path: str, append: bool = False):
-        self.path = path
-        self.append = append
-        self.fd: int | None = None
-        self.flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-
-    def write(self, data: bytes) -> None:
-        if self.fd is None:
-            self.fd = os.open(self.path, self.flags, 0o644)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-        elif not self.append:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+@dataclass(frozen=True)
+class _Finished:
+    result: JobResult
 
 
-class LogStore:
-    """One log file per job under `directory`, opened for each attempt."""
-
-    def __init__(self, directory: str):
-        self.directory = directory
-        os.makedirs(directory, exist_ok=True)
-
-    def path(self, job_name: str) -> str:
-        return os.path.join(self.directory, log_file_name(job_name))
+@dataclass(frozen=True)
+class _Notice:
+    text: str
 
 
-class Reporter:
-    """An actor: the engine sends events to its inbox; only it writes to the terminal.
+@dataclass(frozen=True)
+class _Redraw:
+    """The status line changed: draw it once the inbox is empty."""
+
+
+@dataclass(frozen=True)
+class _Close:
+    """Everything sent before this is written: end."""
+
+
+class Reporter(RunListener):
+    """An actor: events become messages in its inbox; only it writes to the terminal.
 
     `grouped` prints each job's whole output when it ends, in one block, so output of
     parallel jobs never interleaves; `stream` prints lines as they come, prefixed
     `[job] `; `failed` prints only failed jobs' output; `none` prints no job output.
+    Jobs not run in this run (resumed) do not replay their old output. Notices about the
+    run go to stderr. With `github_groups`, each block is a GitHub Actions log group.
     """
 
-    def __init__(self, mode: str = "grouped", stream=None, status=None):
-        self.mode = mode
-        self.status = status  # a terminal.StatusLine, redrawn under the output on a TTY
+    def __init__(
+        self,
+        mode: OutputMode | str = OutputMode.GROUPED,
+        stream: Any = None,
+        status: StatusLine | None = None,
+        github_groups: bool = False,
+        errors: IO[str] | None = None,
+    ) -> None:
+        self.mode = OutputMode(mode)
+        self.wants_output = self.mode is OutputMode.STREAM
+        self.status = status  # redrawn under the output on a TTY
+        if status is not None:
+            status.on_change = self.redraw
         self.stream = stream if stream is not None else sys.stdout.buffer
+        self.errors = errors  # None: sys.stderr as it is when written to
+        self.github_groups = github_groups
         self.inbox: Queue = Queue()
         self.partial: dict[str, bytes] = {}
-        self.writer = None  # the thread every write goes through, started at the first
+        self.writer: ThreadPool | None = None  # the thread every blocking write goes through
+        self.patience: float | None = None  # how long close() waits; None: until all is out
+        self.abandoned = False  # close() gave up on a reader that stopped reading
+        self.handlers: dict[type, Callable[[Any], None]] = {
+            _Output: self._on_output,
+            _Finished: self._on_finished,
+            _Notice: self._on_notice,
+            _Redraw: lambda _: None,  # drawn below, once the inbox is empty
+        }
         self.greenlet = gevent.spawn(self._loop)
 
-    # -- the interface the engine talks to (each only posts a message) --
-    def job_started(self, name: str) -> None:
-        if self.status is not None:  # nothing else to do on a start: spare the actor a wake-up
-            self.inbox.put(("started", name))
-
+    # -- the listener: each event only posts a message --
     def job_output(self, name: str, data: bytes) -> None:
-        if self.mode == "stream":
-            self.inbox.put(("output", name, data))
+        if self.wants_output:
+            self.inbox.put(_Output(name, data))
 
     def job_finished(self, result: JobResult) -> None:
-        if self.mode != "none" or self.status is not None:
-            self.inbox.put(("finished", result))
+        if self.mode is not OutputMode.NONE:
+            self.inbox.put(_Finished(result))
 
-    def message(self, text: str) -> None:
-        self.inbox.put(("message", text))
+    def notice(self, text: str) -> None:
+        self.inbox.put(_Notice(text))
+
+    def redraw(self) -> None:
+        self.inbox.put(_Redraw())
+
+    def run_ended(self, summary: RunSummary) -> None:
+        if summary.stop_reason is not None:
+            self.patience = ABANDON_AFTER
 
     def close(self) -> None:
-        """Wait until everything sent so far is written."""
-        self.inbox.put(("close",))
-        self.greenlet.join()
-
-    @property
-    def wants_output(self) -> bool:
-        return self.mode == "stream"
+        """Wait until everything sent so far is written; after a stopped run, at most
+        ABANDON_AFTER seconds (then `abandoned` is set and the rest is dropped)."""
+        self.inbox.put(_Close())
+        self.greenlet.join(timeout=self.patience)
+        if not self.greenlet.dead:
+            self.abandoned = True
+            self.greenlet.kill(block=False)
+            return
+        if self.greenlet.exception is not None:
+            raise self.greenlet.exception
 
     # -- the actor --
     def _loop(self) -> None:
         for message in self.inbox:
-            kind = message[0]
-            if kind == "close":
+            if isinstance(message, _Close):
                 break
-            getattr(self, "_on_" + kind)(*message[1:])
+            handler = self.handlers.get(type(message))
+            if handler is None:
+                raise TypeError(f"reporter: unexpected message {message!r}")
+            handler(message)
             if self.status is not None and self.inbox.empty():  # a burst of events: draw once
                 self._emit(self.status.redraw())
         if self.status is not None:
             self._emit(self.status.clear())
         self._flush()
 
-    def _on_started(self, name: str) -> None:
-        if self.status is not None:
-            self.status.started(name)
-
-    def _on_output(self, name: str, data: bytes) -> None:
-        pending = self.partial.get(name, b"") + data
+    def _on_output(self, message: _Output) -> None:
+        pending = self.partial.get(message.name, b"") + message.data
         lines = pending.split(b"\n")
-        self.partial[name] = lines.pop()
+        self.partial[message.name] = lines.pop()
         if lines:
-            prefix = f"[{name}] ".encode()
+            prefix = f"[{message.name}] ".encode()
             self._write(b"".join(prefix + line + b"\n" for line in lines))
 
-    def _on_finished(self, result: JobResult) -> None:
-        if self.status is not None:
-            self.status.finished(result.name)
-        if self.mode == "stream":
+    def _on_finished(self, message: _Finished) -> None:
+        result = message.result
+        if self.mode is OutputMode.STREAM:
             rest = self.partial.pop(result.name, b"")
             if rest:
                 self._write(f"[{result.name}] ".encode() + rest + b"\n")
-        elif self.mode == "grouped" or self.mode == "failed" and not result:
+        elif result.status.reused:
+            return  # its log is an earlier run's: not this run's output
+        elif self.mode is OutputMode.GROUPED or (self.mode is OutputMode.FAILED and not result):
             self._print_log(result)
 
-    def _on_message(self, text: str) -> None:
+    def _on_notice(self, message: _Notice) -> None:
         # Notices about the run itself go to stderr: stdout stays the jobs' output and the table.
-        self._emit(text + "\n", sys.stderr)
+        self._emit(message.text + "\n", self.errors or sys.stderr)
 
     def _print_log(self, result: JobResult) -> None:
         if result.log_path is None or not os.path.exists(result.log_path):
             return
-        header = f"--- {result.name} ({result.status}) ---\n".encode()
+        if self.github_groups:
+            header = f"::group::{result.name} ({result.status})\n".encode()
+            footer = b"::endgroup::\n"
+        else:
+            header, footer = f"--- {result.name} ({result.status}) ---\n".encode(), b""
         with open(result.log_path, "rb") as log:
             first = log.read(COPY_CHUNK)
             if not first:
@@ -164,22 +176,21 @@ class Reporter:
             # One write for the common small log keeps blocks whole even when other
             # processes (a parallel make) share the terminal.
             if len(first) < COPY_CHUNK:
-                self._write(header + body)
+                self._write(header + body + footer)
                 return
             self._write(header + first)
             last = first
             while chunk := log.read(COPY_CHUNK):
                 self._write(chunk)
                 last = chunk
-            if not last.endswith(b"\n"):
-                self._write(b"\n")
+            self._write((b"" if last.endswith(b"\n") else b"\n") + footer)
 
     def _write(self, data: bytes) -> None:
         if self.status is not None:
             data = self.status.around(data)
         self._emit(data)
 
-    def _emit(self, data: bytes | str, stream=None) -> None:
+    def _emit(self, data: bytes | str, stream: Any = None) -> None:
         """Write, never letting a reader that stops reading (a pipe nobody drains, a
         terminal stopped with Ctrl-S) hold up the hub that times, reaps and stops jobs: a
         write that cannot block goes out at once, any other through a thread of our own,

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
-from gevent.threadpool import ThreadPool
 
 TAIL_BYTES = 8192
 WATCHDOG_SECONDS = 1.0
 READ_SIZE = 1 << 16
+
+if TYPE_CHECKING:
+    from orchestrator.supervisor import Supervisor
 
 
 @dataclass
@@ -34,6 +36,7 @@ class ProcessResult:
     stopped: bool = False  # terminated because the run was stopping
     tail: bytes = b""
     reason: str = ""
+    host: str | None = None  # where it ran, when not on this machine
 
     @property
     def succeeded(self) -> bool:
@@ -101,24 +104,6 @@ def kill_group(pgid: int, sig: int) -> bool:
         return False
 
 
-_program_paths: dict[tuple[str, str], str] = {}
-
-
-def find_program(name: str, env) -> str:
-    """The file `exec` would run for `name`, searched on the job's own PATH (as execvp does)."""
-    if "/" in name:
-        return name
-    search_path = (env if env is not None else os.environ).get("PATH", os.defpath)
-    key = (name, search_path)
-    found = _program_paths.get(key)
-    if found is None:
-        found = shutil.which(name, path=search_path)
-        if found is None:
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
-        _program_paths[key] = found
-    return found
-
-
 def seal_inherited_descriptors(keep=()) -> None:
     """Make every descriptor above 2 that this process inherited non-inheritable, except
     `keep`: posix_spawn passes on whatever is inheritable, and a job holding, say, the
@@ -140,21 +125,7 @@ RESTORED_SIGNALS = tuple(
 )
 
 
-def quiet_thread_pool(threads: int) -> ThreadPool:
-    """A gevent ThreadPool whose threads are started now, blocking every signal, so that
-    SIGCHLD (one a job) and the stop signals go to the hub's thread. Otherwise the kernel
-    hands a SIGCHLD to another thread whenever the hub's blocks signals, as posix_spawn
-    does for every launch, and each such wake-up cost the hub ~60 us of CPU a job."""
-    pool = ThreadPool(threads)
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    try:
-        pool.size = threads  # starts them, with no greenlet switch that could see the mask
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    return pool
-
-
-def _posix_spawn(argv, env, write_fd, pass_fds) -> int:
+def _posix_spawn(program, argv, env, write_fd, pass_fds) -> int:
     """The fast launch (DESIGN.md): glibc's posix_spawn is a vfork and exec, with no Python
     in the child. Descriptors are non-inheritable in Python, so only 0-2 and pass_fds pass."""
     for fd in pass_fds:
@@ -165,7 +136,7 @@ def _posix_spawn(argv, env, write_fd, pass_fds) -> int:
         (os.POSIX_SPAWN_DUP2, write_fd, 2),
     ]
     return os.posix_spawn(
-        find_program(argv[0], env),
+        program,
         argv,
         os.environ if env is None else env,
         file_actions=actions,
@@ -177,7 +148,17 @@ def _posix_spawn(argv, env, write_fd, pass_fds) -> int:
 class Process:
     """One running command in its own session, watched through the gevent hub."""
 
-    def __init__(self, argv, env, cwd, sink: OutputSink, pass_fds: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        job_name: str,
+        argv,
+        env,
+        cwd,
+        sink: OutputSink,
+        pass_fds: tuple[int, ...] = (),
+    ):
+        self.supervisor = supervisor
         self.sink = sink
         self.exited = Event()
         self.status: int | None = None
@@ -187,13 +168,13 @@ class Process:
         hub.loop.install_sigchld()
         read_fd, write_fd = os.pipe()
         try:
-            self.pid = self._spawn(argv, env, cwd, write_fd, pass_fds)
+            self.pid = self._spawn(supervisor, argv, env, cwd, write_fd, pass_fds)
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
-        _running_jobs[self.pid] = (env or {}).get("ORCHESTRATE_JOB", "")
+        supervisor.started(self.pid, job_name)
         # Started before the hub runs again, so the SIGCHLD for this pid cannot be missed.
         self._child = hub.loop.child(self.pid)
         self._child.start(self._on_exit)
@@ -203,9 +184,9 @@ class Process:
         self._io.start(self._on_readable)
 
     @staticmethod
-    def _spawn(argv, env, cwd, write_fd, pass_fds=()) -> int:
+    def _spawn(supervisor: Supervisor, argv, env, cwd, write_fd, pass_fds=()) -> int:
         if cwd is None:
-            return _posix_spawn(argv, env, write_fd, pass_fds)
+            return _posix_spawn(supervisor.find_program(argv[0], env), argv, env, write_fd, pass_fds)
         popen = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -224,8 +205,7 @@ class Process:
     def _on_exit(self, status: int | None = None) -> None:
         self.status = self._child.rstatus if status is None else status
         self._child.stop()
-        _running_jobs.pop(self.pid, None)
-        orphans.sweep_soon()
+        self.supervisor.exited(self.pid)
         self.exited.set()
 
     def _on_readable(self) -> None:
@@ -300,16 +280,6 @@ class Process:
             self.signal_group(signal.SIGKILL)
             self.wait()
 
-    def kill_leftovers(self, grace: float) -> None:
-        """Processes the job left in its group after it exited: TERM now, KILL later."""
-        if self.signal_group(signal.SIGTERM):
-            _leftover_groups.add(self.pid)
-            gevent.spawn_later(grace, self._kill_leftover_group)
-
-    def _kill_leftover_group(self) -> None:
-        _leftover_groups.discard(self.pid)
-        self.signal_group(signal.SIGKILL)
-
     def result(self) -> ProcessResult:
         status = self.status or 0
         if os.WIFSIGNALED(status):
@@ -318,18 +288,21 @@ class Process:
 
 
 def run_process(
+    supervisor: Supervisor,
+    job_name: str,
     argv,
     env,
     cwd,
     sink: OutputSink,
     timeout: float | None,
-    kill_grace: float,
     stop: Event | None = None,
     pass_fds: tuple[int, ...] = (),
 ) -> ProcessResult:
-    """Run one attempt to its end: exit, timeout (TERM, then KILL), or the run stopping."""
+    """Run one attempt to its end: exit, timeout (TERM, then KILL after the supervisor's
+    grace), or the run stopping; what it leaves in its group is the supervisor's to end."""
+    kill_grace = supervisor.kill_grace
     try:
-        process = Process(argv, env, cwd, sink, pass_fds)
+        process = Process(supervisor, job_name, argv, env, cwd, sink, pass_fds)
     except OSError as exc:
         code, reason = launch_error_reason(exc, argv, cwd)
         return ProcessResult(exit_code=code, reason=reason)
@@ -344,148 +317,10 @@ def run_process(
         if not process.exited.is_set():  # killed greenlet: never leave the group running
             process.signal_group(signal.SIGKILL)
         process.drain()
-        process.kill_leftovers(kill_grace)
+        supervisor.leave_behind(process.pid)
     result = process.result()
     result.timed_out, result.stopped = timed_out, stopped
     result.tail = sink.tail_text()
     if sink.error:
         result.reason = sink.error
     return result
-
-
-_leftover_groups: set[int] = set()
-_running_jobs: dict[int, str] = {}  # leader pid -> job name
-
-
-class Orphans:
-    """Descendants that escaped their job's session (setsid, double fork, nohup &).
-
-    As a child subreaper, every such orphan is reparented to this process (and reaped by
-    gevent's SIGCHLD handler). A sweep kills the orphans whose job has ended, known by the
-    ORCHESTRATE_JOB and ORCHESTRATE_RUN_ID they inherited; the final sweep kills them all.
-    Sweeps after job ends are coalesced, so thousands of short jobs cost a few scans.
-    """
-
-    SWEEP_DELAY = 0.1
-    PR_SET_CHILD_SUBREAPER = 36
-
-    def __init__(self):
-        self.run_id: str | None = None
-        self.protected: set[int] = set()  # our own helpers (worker processes)
-        self._scheduled = None
-
-    def become_subreaper(self, run_id: str) -> bool:
-        self.run_id = run_id
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            return libc.prctl(self.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            return False
-
-    def sweep_soon(self) -> None:
-        if self.run_id is not None and self._scheduled is None:
-            self._scheduled = gevent.spawn_later(self.SWEEP_DELAY, self.sweep)
-
-    def sweep(self, everything: bool = False) -> int:
-        """Kill orphans of ended jobs (all orphans when `everything`); return how many."""
-        self._scheduled = None
-        killed = 0
-        running = set(_running_jobs.values())
-        for pid in self._children():
-            if pid in _running_jobs or pid in self.protected:
-                continue
-            fields = _stat_fields(pid)
-            if fields is None or fields[0] == b"Z":
-                continue  # gone, or a zombie the hub is about to reap
-            job, run_id = _job_of(pid)
-            if everything or (run_id == self.run_id and job not in running):
-                _kill_process_and_group(pid)
-                killed += 1
-        return killed
-
-    def kill_all(self, patience: float = 2.0) -> None:
-        """Until no orphan is left: killing one may orphan its own children."""
-        deadline = gevent.get_hub().loop.now() + patience
-        while self.sweep(everything=True) and gevent.get_hub().loop.now() < deadline:
-            gevent.sleep(0.02)
-
-    @staticmethod
-    def _children() -> list[int]:
-        """Our children: the kernel's list of each thread's children where it keeps one
-        (CONFIG_PROC_CHILDREN), a few reads instead of one per process on the machine."""
-        if not os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
-            return _children_by_scan()
-        children = []
-        for task in os.listdir("/proc/self/task"):
-            try:
-                children += map(int, _read_all(f"/proc/self/task/{task}/children").split())
-            except FileNotFoundError:
-                continue  # a thread that just ended
-        return children
-
-
-def _read_all(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # os.open, not open(): sweeps are frequent
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _stat_fields(pid) -> list[bytes] | None:
-    """/proc/PID/stat after the command name: state, parent, ..."""
-    try:
-        return _read_all(f"/proc/{pid}/stat").rpartition(b")")[2].split()
-    except OSError:
-        return None
-
-
-def _children_by_scan() -> list[int]:
-    me = os.getpid()
-    children = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            fields = _stat_fields(entry.name)
-            if fields and int(fields[1]) == me and fields[0] != b"Z":
-                children.append(int(entry.name))
-    return children
-
-
-def _job_of(pid: int) -> tuple[str | None, str | None]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            variables = environ.read().split(b"\0")
-    except OSError:
-        return None, None
-    found = {}
-    for variable in variables:
-        if variable.startswith(b"ORCHESTRATE_"):
-            key, _, value = variable.partition(b"=")
-            found[key] = value.decode(errors="replace")
-    return found.get(b"ORCHESTRATE_JOB"), found.get(b"ORCHESTRATE_RUN_ID")
-
-
-def _kill_process_and_group(pid: int) -> None:
-    try:
-        pgid = os.getpgid(pid)
-        if pgid != os.getpgrp():
-            os.killpg(pgid, signal.SIGKILL)
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-orphans = Orphans()
-
-
-def kill_all_leftovers() -> None:
-    """At the end of a run: nothing a job started may outlive it."""
-    while _leftover_groups:
-        kill_group(_leftover_groups.pop(), signal.SIGKILL)
-    if orphans.run_id is not None:
-        orphans.kill_all()

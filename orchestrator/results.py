@@ -22,6 +22,11 @@ class Status(str, enum.Enum):
         """Whether dependents may run after a job ending with this status."""
         return self in (Status.OK, Status.ALLOWED, Status.RESUMED)
 
+    @property
+    def reused(self) -> bool:
+        """Done in an earlier run and not run in this one: its log is not this run's output."""
+        return self is Status.RESUMED
+
     def __str__(self) -> str:
         return self.value
 
@@ -72,6 +77,7 @@ class JobResult:
     tail: str = ""  # the last lines of output, for the report
     log_path: str | None = None
     reason: str = ""  # why, in words, when the exit code alone does not say
+    timed_out: bool = False  # its last attempt hit the job's timeout
     ready: float | None = None  # when its needs were done (epoch seconds)
     slot: int | None = None  # the slot of its last attempt
     host: str | None = None  # where its last attempt ran, when not on this machine

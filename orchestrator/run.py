@@ -7,19 +7,25 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import IO, Any
 
 import gevent
-from gevent.event import Event
 
 from orchestrator import graph, jobserver, state, terminal
-from orchestrator.engine import Engine, EngineOptions
+from orchestrator.engine import Engine, EngineConfig
 from orchestrator.errors import UsageError
-from orchestrator.executors.local import LocalExecutor
+from orchestrator.executors import make_executor
+from orchestrator.listeners import Fanout, RunListener
 from orchestrator.loader import load_for_process
-from orchestrator.output import LogStore, Reporter
-from orchestrator.process import kill_all_leftovers, orphans, quiet_thread_pool
+from orchestrator.logs import LogStore
+from orchestrator.model import JobFile
+from orchestrator.options import FailurePolicy, OutputMode, ProgressMode
+from orchestrator.output import Reporter
 from orchestrator.results import RunSummary, StopReason
+from orchestrator.supervisor import Supervisor
 
 SIGNAL_STOPS = {
     signal.SIGINT: StopReason.SIGINT,
@@ -28,17 +34,28 @@ SIGNAL_STOPS = {
 }
 
 
+class OutputAbandoned(Exception):
+    """The run was stopped and its reader stopped reading: the exit code is all that is left.
+    The CLI exits at once, without the interpreter's final flush of a stdout that would
+    block forever."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
 @dataclass
 class RunRequest:
     file: str
     targets: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     jobs: int | None = None
-    policy: str = "stop"
+    policy: FailurePolicy = FailurePolicy.STOP
     dry_run: bool = False
     timeout: float | None = None
     kill_grace: float = 5.0
-    output: str = "grouped"
+    output: OutputMode = OutputMode.GROUPED
+    progress: ProgressMode = ProgressMode.AUTO
     report: str = "table"
     table_format: str = "simple"
     report_files: list[str] = field(default_factory=list)
@@ -49,7 +66,7 @@ class RunRequest:
     color: bool | str = "auto"  # auto, always or never (or a decided bool)
 
 
-def run(request: RunRequest, stdout=None) -> int:
+def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
     """Run a job file as the command line asked; return the exit code."""
     stdout = stdout or sys.stdout
     make = jobserver.parse_makeflags(os.environ.get("MAKEFLAGS"))
@@ -58,12 +75,14 @@ def run(request: RunRequest, stdout=None) -> int:
     if request.dry_run or make.dry_run:  # `make -n` still runs `+` recipes: it means us too
         print_dry_run(jobfile, graph.order(jobfile.jobs, names), stdout)
         return 0
-    summary = execute(jobfile, names, request, make)
-    report(summary, request, jobfile, stdout)
+    summary, abandoned = execute(jobfile, names, request, make)
+    report(summary, request, jobfile, None if abandoned else stdout)
+    if abandoned:
+        raise OutputAbandoned(summary.exit_code)
     return summary.exit_code
 
 
-def print_dry_run(jobfile, names, stdout) -> None:
+def print_dry_run(jobfile: JobFile, names: list[str], stdout: IO[str]) -> None:
     for name in names:
         job = jobfile.jobs[name]
         command = " ".join(job.run) if isinstance(job.run, tuple) else job.run
@@ -71,59 +90,7 @@ def print_dry_run(jobfile, names, stdout) -> None:
     stdout.flush()
 
 
-class History:
-    """The run's record under .orchestrate/: a JSON line per finished job.
-
-    Lines finished in one turn of the hub go out in one write before the hub waits again,
-    so a run killed with SIGKILL loses nothing that finished; fdatasync runs in gevent's
-    threadpool at most every SYNC_INTERVAL, so neither the hub nor the disk is hammered."""
-
-    SYNC_INTERVAL = 0.2
-
-    def __init__(self, path: str, start: dict):
-        self.writer = state.HistoryWriter(path)
-        self.run_id = start["run_id"]
-        self.writer.append([start])
-        self.pending: list[dict] = []
-        self.syncing = None
-        self.sync_thread = None  # fdatasync runs there, off the hub
-        self.dirty = True
-        self.closing = Event()
-
-    def record(self, result) -> None:
-        if not self.pending:
-            gevent.get_hub().loop.run_callback(self._write)
-        self.pending.append(state.job_record(self.run_id, result))
-
-    def _write(self) -> None:
-        records, self.pending = self.pending, []
-        if records:
-            self.writer.append(records)
-            self.dirty = True
-            if self.syncing is None:
-                self.syncing = gevent.spawn(self._sync)
-
-    def _sync(self) -> None:
-        while self.dirty:
-            self.dirty = False
-            if self.sync_thread is None:
-                self.sync_thread = quiet_thread_pool(1)
-            self.sync_thread.apply(self.writer.sync)
-            self.closing.wait(self.SYNC_INTERVAL)
-        self.syncing = None
-
-    def close(self) -> None:
-        self._write()
-        self.closing.set()
-        if self.syncing is not None:
-            self.syncing.join()
-        self.writer.sync()
-        self.writer.close()
-        if self.sync_thread is not None:
-            self.sync_thread.kill()
-
-
-def resumed_jobs(jobfile, names, request: RunRequest) -> frozenset[str]:
+def resumed_jobs(jobfile: JobFile, names: list[str], request: RunRequest) -> frozenset[str]:
     if not request.resume:
         return frozenset()
     previous = state.read_previous_run(state.history_path(request.file))
@@ -135,85 +102,104 @@ def resumed_jobs(jobfile, names, request: RunRequest) -> frozenset[str]:
         raise UsageError(f"cannot resume {request.file}: {refused}") from None
 
 
-def execute(jobfile, names, request: RunRequest, make: jobserver.MakeFlags | None = None) -> RunSummary:
+def execute(
+    jobfile: JobFile, names: list[str], request: RunRequest, make: jobserver.MakeFlags | None = None
+) -> tuple[RunSummary, bool]:
+    """Run the selected jobs; the summary, and whether the output was abandoned."""
     make = make or jobserver.parse_makeflags(os.environ.get("MAKEFLAGS"))
     # First, before the hub opens descriptors that could take the numbers make passed.
     slots = jobserver.job_slots(
         request.jobs, os.cpu_count() or 1, len(names), make, warn=lambda line: print(line, file=sys.stderr)
     )
     try:
-        return execute_in(jobfile, names, request, slots, make)
+        return _execute(jobfile, names, request, slots, make)
     finally:
         slots.close()
 
 
-def execute_in(
-    jobfile, names, request: RunRequest, slots: jobserver.JobSlots, make: jobserver.MakeFlags
-) -> RunSummary:
+def _execute(
+    jobfile: JobFile,
+    names: list[str],
+    request: RunRequest,
+    slots: jobserver.JobSlots,
+    make: jobserver.MakeFlags,
+) -> tuple[RunSummary, bool]:
     resumed = resumed_jobs(jobfile, names, request)
-    log_dir = request.log_dir or os.path.join(jobfile.directory, ".orchestrate", "logs")
-    output = "failed" if request.quiet and request.output == "grouped" else request.output
-    on_tty = terminal.status_wanted(sys.stdout, request.quiet, make.in_parallel_make)
-    status = terminal.StatusLine(len(names)) if on_tty else None
-    reporter = Reporter(output, status=status)
-    options = EngineOptions(
-        jobs=slots.pool_size, policy=request.policy, timeout=request.timeout, run_id=uuid.uuid4().hex[:12]
-    )
-    orphans.become_subreaper(options.run_id)
+    run_id = uuid.uuid4().hex[:12]
+    supervisor = Supervisor(run_id, request.kill_grace)
+    supervisor.become_subreaper()
     base_env = slots.environment(os.environ)
-    executor = make_executor(request, options.run_id, slots.pass_fds, base_env)
-    history = History(
-        state.history_path(request.file), state.start_record(options.run_id, time.time(), jobfile.jobs, names)
-    )
-    engine = Engine(
-        jobfile.jobs,
-        names,
-        executor,
-        reporter,
-        options,
+    executor = make_executor(request.processes, supervisor, slots.pass_fds, base_env)
+    reporter, listener = build_listeners(jobfile, names, request, make, run_id)
+    config = EngineConfig(
+        run_id=run_id,
+        jobs=slots.pool_size,
+        policy=request.policy,
+        timeout=request.timeout,
         capacities=jobfile.resources,
-        log_store=LogStore(log_dir),
-        resumed=resumed,
-        on_result=history.record,
         base_env=base_env,
-        token_gate=slots.gate,
+        slots=slots.gate,
+        logs=LogStore(request.log_dir or os.path.join(jobfile.directory, ".orchestrate", "logs")),
+        resumed=resumed,
+        job_file=os.path.abspath(request.file),
     )
-    handlers = [
-        gevent.signal_handler(signum, _on_signal, engine, reason, reporter)
-        for signum, reason in SIGNAL_STOPS.items()
-    ]
+    engine = Engine(graph.Plan(jobfile.jobs, names), executor, listener, config)
     try:
-        return engine.run()
+        with stop_on_signals(engine, listener):
+            summary = engine.run()
+    finally:
+        executor.close()
+        supervisor.close()
+        listener.close()
+    return summary, reporter.abandoned
+
+
+def build_listeners(
+    jobfile: JobFile, names: list[str], request: RunRequest, make: jobserver.MakeFlags, run_id: str
+) -> tuple[Reporter, RunListener]:
+    """The reporter (the only writer to the terminal) and everything else that observes the
+    run, behind one fan-out."""
+    output = OutputMode.FAILED if request.quiet and request.output is OutputMode.GROUPED else request.output
+    progress = terminal.progress_mode(request.progress, sys.stdout, request.quiet, make.in_parallel_make)
+    status = terminal.StatusLine(len(names)) if progress is ProgressMode.TTY else None
+    github = os.environ.get("GITHUB_ACTIONS") == "true"
+    reporter = Reporter(output, status=status, github_groups=github)
+    listeners: list[RunListener] = [reporter]
+    if status is not None:
+        listeners.append(status)
+    if progress is ProgressMode.LINES:
+        listeners.append(terminal.ProgressLines(len(names), reporter.notice))
+    start = state.start_record(run_id, time.time(), jobfile.jobs, names)
+    listeners.append(state.History(state.history_path(request.file), start))
+    return reporter, Fanout(listeners)
+
+
+@contextmanager
+def stop_on_signals(engine: Engine, listener: RunListener) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP stop the run (TERM to every job, KILL after grace); the
+    same signal again kills every job at once."""
+
+    def on_signal(reason: StopReason) -> None:
+        if engine.stop_event.is_set() and engine.stop_reason in SIGNAL_STOPS.values():
+            listener.notice("orchestrate: killing all jobs now")
+            engine.kill_now()
+            return
+        listener.notice(f"orchestrate: {reason.value}: stopping running jobs (again to kill them at once)")
+        engine.stop(reason)
+
+    handlers = [gevent.signal_handler(signum, on_signal, reason) for signum, reason in SIGNAL_STOPS.items()]
+    try:
+        yield
     finally:
         for handler in handlers:
             handler.cancel()
-        executor.close()
-        kill_all_leftovers()
-        reporter.close()
-        history.close()
 
 
-def make_executor(request: RunRequest, run_id: str, pass_fds: tuple[int, ...] = (), base_env=None):
-    if request.processes > 1:
-        from orchestrator.executors.processes import ProcessPoolExecutor
-
-        return ProcessPoolExecutor(
-            request.processes, request.kill_grace, run_id, base_env=base_env, pass_fds=pass_fds
-        )
-    return LocalExecutor(kill_grace=request.kill_grace, pass_fds=pass_fds)
-
-
-def _on_signal(engine: Engine, reason: StopReason, reporter: Reporter) -> None:
-    if engine.stop_event.is_set() and engine.stop_reason in SIGNAL_STOPS.values():
-        reporter.message("orchestrate: killing all jobs now")
-        engine.kill_now()
-        return
-    reporter.message(f"orchestrate: {reason.value}: stopping running jobs (again to kill them at once)")
-    engine.stop(reason)
-
-
-def report(summary: RunSummary, request: RunRequest, jobfile, stdout) -> None:
-    show_table = request.report == "table" and not (request.quiet and summary.exit_code == 0)
+def report(summary: RunSummary, request: RunRequest, jobfile: JobFile, stdout: Any) -> None:
+    """Report files, and the table on stdout (None: the reader is gone, files only)."""
+    show_table = (
+        stdout is not None and request.report == "table" and not (request.quiet and summary.exit_code == 0)
+    )
     if not (show_table or request.report_files):
         return  # spare the import of tabulate (40 ms) when there is nothing to render
     from orchestrator.report import render_table, write_report_file

@@ -9,8 +9,14 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import gevent
+from gevent.event import Event
+from gevent.threadpool import ThreadPool
+
+from orchestrator.listeners import RunListener
 from orchestrator.model import Job
 from orchestrator.results import JobResult
+from orchestrator.threads import quiet_thread_pool
 
 FINGERPRINT_FIELDS = ("run", "env", "cwd", "shell", "needs", "matrix", "resources", "timeout", "retries")
 _fingerprint_fields = operator.attrgetter(*FINGERPRINT_FIELDS)
@@ -147,3 +153,55 @@ def jobs_to_skip(previous: PreviousRun, jobs: Mapping[str, Job], names: list[str
         if name in done and any(need in selected and need not in done for need in jobs[name].needs):
             done.discard(name)
     return done
+
+
+class History(RunListener):
+    """The run's record under .orchestrate/: a JSON line per finished job.
+
+    Lines finished in one turn of the hub go out in one write before the hub waits again,
+    so a run killed with SIGKILL loses nothing that finished; fdatasync runs in a thread of
+    its own at most every SYNC_INTERVAL, so neither the hub nor the disk is hammered."""
+
+    SYNC_INTERVAL = 0.2
+
+    def __init__(self, path: str, start: dict) -> None:
+        self.writer = HistoryWriter(path)
+        self.run_id = start["run_id"]
+        self.writer.append([start])
+        self.pending: list[dict] = []
+        self.syncing: gevent.Greenlet | None = None
+        self.sync_thread: ThreadPool | None = None  # fdatasync runs there, off the hub
+        self.dirty = True
+        self.closing = Event()
+
+    def job_finished(self, result: JobResult) -> None:
+        if not self.pending:
+            gevent.get_hub().loop.run_callback(self._write)
+        self.pending.append(job_record(self.run_id, result))
+
+    def _write(self) -> None:
+        records, self.pending = self.pending, []
+        if records:
+            self.writer.append(records)
+            self.dirty = True
+            if self.syncing is None:
+                self.syncing = gevent.spawn(self._sync)
+
+    def _sync(self) -> None:
+        while self.dirty:
+            self.dirty = False
+            if self.sync_thread is None:
+                self.sync_thread = quiet_thread_pool(1)
+            self.sync_thread.apply(self.writer.sync)
+            self.closing.wait(self.SYNC_INTERVAL)
+        self.syncing = None
+
+    def close(self) -> None:
+        self._write()
+        self.closing.set()
+        if self.syncing is not None:
+            self.syncing.join()
+        self.writer.sync()
+        self.writer.close()
+        if self.sync_thread is not None:
+            self.sync_thread.kill()

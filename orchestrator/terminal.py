@@ -1,9 +1,16 @@
-"""The terminal: whether to use colour, and the one-line status redrawn in place on a TTY."""
+"""The terminal: colour, the status line redrawn in place on a TTY, progress lines for CI."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from orchestrator.listeners import RunListener
+from orchestrator.model import describe_seconds
+from orchestrator.options import ProgressMode
+from orchestrator.results import JobResult
 
 COLOR_MODES = ("auto", "always", "never")
 CLEAR_LINE = b"\r\x1b[K"
@@ -27,22 +34,45 @@ def color_enabled(mode: str | bool, stream, environ=None) -> bool:
     return is_tty(stream) and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
 
 
-def status_wanted(stream, quiet: bool, parallel_make: bool, environ=None) -> bool:
+def status_wanted(
+    stream: Any, quiet: bool, parallel_make: bool, environ: Mapping[str, str] | None = None
+) -> bool:
     """A status line only on a real terminal, not with -q, and not when make may be running
     other recipes beside us (their output would break into our redrawn line)."""
     environ = os.environ if environ is None else environ
     return is_tty(stream) and not quiet and not parallel_make and environ.get("TERM") != "dumb"
 
 
-class StatusLine:
-    """A ninja-style line: `[done/total] N running: a, b …`, cut to the terminal's width."""
+def progress_mode(
+    asked: ProgressMode,
+    stream: Any,
+    quiet: bool,
+    parallel_make: bool,
+    environ: Mapping[str, str] | None = None,
+) -> ProgressMode:
+    """`auto`: the status line on a terminal (see status_wanted), lines when CI is set (CI
+    logs are not terminals and stay silent until a job ends otherwise), else nothing."""
+    environ = os.environ if environ is None else environ
+    if asked is not ProgressMode.AUTO:
+        return asked
+    if status_wanted(stream, quiet, parallel_make, environ):
+        return ProgressMode.TTY
+    if environ.get("CI") and not quiet:
+        return ProgressMode.LINES
+    return ProgressMode.NONE
 
-    def __init__(self, total: int, width=None):
+
+class StatusLine(RunListener):
+    """A ninja-style line: `[done/total] N running: a, b …`, cut to the terminal's width.
+    The reporter draws it under the output; `on_change` tells the reporter to redraw."""
+
+    def __init__(self, total: int, width: Callable[[], int] | None = None) -> None:
         self.total = total
         self.done = 0
         self.running: dict[str, None] = {}  # in start order
         self.width = width or (lambda: shutil.get_terminal_size((80, 24)).columns)
         self.shown = b""
+        self.on_change: Callable[[], None] = lambda: None
 
     def started(self, name: str) -> None:
         self.running[name] = None
@@ -50,6 +80,15 @@ class StatusLine:
     def finished(self, name: str) -> None:
         self.running.pop(name, None)
         self.done += 1
+
+    # -- as a run listener --
+    def job_started(self, name: str, slot: int, at: float) -> None:
+        self.started(name)
+        self.on_change()
+
+    def job_finished(self, result: JobResult) -> None:
+        self.finished(result.name)
+        self.on_change()
 
     def text(self) -> str:
         line = f"[{self.done}/{self.total}] {len(self.running)} running"
@@ -76,3 +115,24 @@ class StatusLine:
     def clear(self) -> bytes:
         shown, self.shown = self.shown, b""
         return CLEAR_LINE if shown else b""
+
+
+class ProgressLines(RunListener):
+    """A line per job start and end, for logs that are not terminals (CI):
+    `[3/40] started build`, `[4/40] ok build 2.1s`. `say` writes one line (to stderr,
+    through the reporter, so lines never break into job output)."""
+
+    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+        self.total = total
+        self.say = say
+        self.started = 0
+        self.finished = 0
+
+    def job_started(self, name: str, slot: int, at: float) -> None:
+        self.started += 1
+        self.say(f"[{self.started}/{self.total}] started {name}")
+
+    def job_finished(self, result: JobResult) -> None:
+        self.finished += 1
+        took = f" {describe_seconds(result.duration)}" if result.duration is not None else ""
+        self.say(f"[{self.finished}/{self.total}] {result.status} {result.name}{took}")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import io
-
-from orchestrator.engine import Engine, EngineOptions
+from orchestrator.engine import Engine, EngineConfig
+from orchestrator.graph import Plan
+from orchestrator.listeners import RunListener
 from orchestrator.model import Job
-from orchestrator.output import Reporter
+from orchestrator.options import FailurePolicy
 from orchestrator.process import ProcessResult
 
 
@@ -53,7 +53,16 @@ def jobs_of(*jobs: Job) -> dict[str, Job]:
     return {job.name: job for job in jobs}
 
 
-def make_engine(jobs, executor, jobs_limit=4, policy="stop", capacities=None, timeout=None):
-    reporter = Reporter("none", stream=io.BytesIO())
-    options = EngineOptions(jobs=jobs_limit, policy=policy, timeout=timeout)
-    return Engine(jobs, list(jobs), executor, reporter, options, capacities=capacities)
+def make_engine(
+    jobs, executor, jobs_limit=4, policy="stop", capacities=None, timeout=None, listener=None, slots=None
+):
+    """An engine over all of `jobs` with `executor`; `policy` as the command line spells it."""
+    config = EngineConfig(
+        run_id="test",
+        jobs=jobs_limit,
+        policy=FailurePolicy(policy),
+        timeout=timeout,
+        capacities=capacities or {},
+        **({"slots": slots} if slots is not None else {}),
+    )
+    return Engine(Plan(jobs, list(jobs)), executor, listener or RunListener(), config)

@@ -4,7 +4,7 @@ import json
 import signal
 
 from orchestrator.results import JobResult, Status
-from orchestrator.run import History
+from orchestrator.state import History
 
 
 def test_the_sync_thread_leaves_sigchld_to_the_hub(tmp_path):
@@ -13,7 +13,7 @@ def test_the_sync_thread_leaves_sigchld_to_the_hub(tmp_path):
     masks = []
     sync = history.writer.sync
     history.writer.sync = lambda: (masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, [])), sync())
-    history.record(JobResult("a", Status.OK, exit_code=0))
+    history.job_finished(JobResult("a", Status.OK, exit_code=0))
     history.close()
     assert masks and signal.SIGCHLD in masks[0]  # the first sync ran in the pool's thread
     assert signal.SIGCHLD not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the hub's is untouched
@@ -23,7 +23,7 @@ def test_each_run_starts_the_file_afresh(tmp_path):
     path = str(tmp_path / "h.jsonl")
     for run_id in ("r1", "r2"):
         history = History(path, {"event": "run", "run_id": run_id, "jobs": {}})
-        history.record(JobResult("a", Status.OK, exit_code=0))
+        history.job_finished(JobResult("a", Status.OK, exit_code=0))
         history.close()
     with open(path) as lines:
         records = [json.loads(line) for line in lines]

@@ -302,8 +302,7 @@ def test_engine_never_runs_more_than_the_jobserver_allows():
     gate, _ = connect(f"{read_fd},{write_fd}")
     executor = FakeExecutor(default_duration=0.01)
     jobs = jobs_of(*(job(f"j{i}") for i in range(30)))
-    engine = make_engine(jobs, executor, jobs_limit=30)
-    engine.slots = gate
+    engine = make_engine(jobs, executor, jobs_limit=30, slots=gate)
     try:
         summary = engine.run()
         assert summary.exit_code == 0 and len(executor.started) == 30
@@ -321,8 +320,7 @@ def test_engine_gives_tokens_back_after_a_failure(policy):
     gate, _ = connect(f"{read_fd},{write_fd}")
     executor = FakeExecutor(durations={"bad": 0.02}, codes={"bad": 1}, default_duration=0.2)
     jobs = jobs_of(job("bad"), *(job(f"j{i}") for i in range(10)))
-    engine = make_engine(jobs, executor, jobs_limit=11, policy=policy)
-    engine.slots = gate
+    engine = make_engine(jobs, executor, jobs_limit=11, policy=policy, slots=gate)
     try:
         summary = engine.run()
         statuses = {r.name: r.status for r in summary.results}

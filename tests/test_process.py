@@ -13,11 +13,12 @@ from conftest import alive, child, child_argv
 from gevent.event import Event
 
 from orchestrator.process import OutputSink, Process, run_process
+from orchestrator.supervisor import Supervisor
 
 
 def run(argv, timeout=30, grace=1.0, stop=None, log=None, cwd=None, env=None):
     sink = OutputSink(log if log is not None else io.BytesIO())
-    return run_process(argv, env, cwd, sink, timeout, grace, stop), sink
+    return run_process(Supervisor("test", grace), "job", argv, env, cwd, sink, timeout, stop), sink
 
 
 def wait_gone(pid, seconds=10.0):
@@ -142,7 +143,7 @@ def test_a_lost_sigchld_costs_a_second_not_a_hang():
     # With SIGCHLD blocked the hub never hears of the exit, as when the handler was missing.
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
     try:
-        process = Process(child_argv("exit", 7), None, None, OutputSink(None))
+        process = Process(Supervisor("test"), "job", child_argv("exit", 7), None, None, OutputSink(None))
         with gevent.Timeout(10):
             assert process.wait(30)
     finally:
@@ -152,12 +153,12 @@ def test_a_lost_sigchld_costs_a_second_not_a_hang():
 
 
 def test_the_kernels_child_lists_and_a_proc_scan_find_the_same_children():
-    from orchestrator.process import Orphans, _children_by_scan
+    from orchestrator.supervisor import _children, _children_by_scan
 
     sleepers = [subprocess.Popen(child_argv("sleep", 30)) for _ in range(3)]
     try:
         mine = {sleeper.pid for sleeper in sleepers}
-        assert mine <= set(Orphans._children())
+        assert mine <= set(_children())
         assert mine <= set(_children_by_scan())
     finally:
         for sleeper in sleepers:

@@ -16,6 +16,7 @@ import pytest
 from conftest import child, run_cli
 
 from orchestrator import terminal
+from orchestrator.listeners import Fanout
 from orchestrator.output import Reporter
 from orchestrator.results import JobResult, Status
 
@@ -195,13 +196,14 @@ def test_grouped_output_is_one_write_per_job_even_with_a_status_line(tmp_path):
         path.write_bytes(b"".join(b"j%d line %d\n" % (i, n) for n in range(200)))
         logs.append(str(path))
     stream = Writes()
-    reporter = Reporter("grouped", stream=stream, status=terminal.StatusLine(3, width=lambda: 80))
+    status = terminal.StatusLine(3, width=lambda: 80)
+    listener = Fanout([Reporter("grouped", stream=stream, status=status), status])
     for i in range(3):
-        reporter.job_started(f"j{i}")
+        listener.job_started(f"j{i}", i, 0.0)
     gevent.sleep(0)
     for i, log in enumerate(logs):
-        reporter.job_finished(JobResult(f"j{i}", Status.OK, exit_code=0, log_path=log))
-    reporter.close()
+        listener.job_finished(JobResult(f"j{i}", Status.OK, exit_code=0, log_path=log))
+    listener.close()
     blocks = [w for w in stream.writes if b"line" in w]
     assert len(blocks) == 3
     for i, block in enumerate(blocks):

@@ -9,6 +9,7 @@ from gevent.event import Event
 
 from orchestrator.model import Job
 from orchestrator.process import ProcessResult
+from orchestrator.supervisor import Supervisor
 
 
 class Executor(Protocol):
@@ -27,11 +28,14 @@ class Executor(Protocol):
         """Release whatever the executor holds (worker processes)."""
 
 
-def job_environment(job: Job, run_id: str, attempt: int, base: Mapping[str, str]) -> dict[str, str]:
-    """The caller's environment (`base`), then the job's layered env, then ORCHESTRATE_* values."""
-    env = dict(base)
-    env.update(job.env)
-    env["ORCHESTRATE_JOB"] = job.name
-    env["ORCHESTRATE_RUN_ID"] = run_id
-    env["ORCHESTRATE_ATTEMPT"] = str(attempt)
-    return env
+def make_executor(
+    processes: int, supervisor: Supervisor, pass_fds: tuple[int, ...], base_env: Mapping[str, str]
+) -> Executor:
+    """Attempts in this process, or spread over `processes` worker processes."""
+    if processes > 1:
+        from orchestrator.executors.processes import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(processes, supervisor, base_env=base_env, pass_fds=pass_fds)
+    from orchestrator.executors.local import LocalExecutor
+
+    return LocalExecutor(supervisor, pass_fds=pass_fds)

@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from orchestrator.output import LogFile
+from gevent.event import Event
+
+from orchestrator.logs import LogFile
+from orchestrator.model import Job
 from orchestrator.process import OutputSink, ProcessResult, run_process, seal_inherited_descriptors
+from orchestrator.supervisor import Supervisor
 
 
 @dataclass(frozen=True)
 class AttemptSpec:
     """Everything needed to run one attempt, as plain picklable values (for workers too)."""
 
+    name: str
     argv: tuple[str, ...]
-    env: dict
+    env: dict[str, str]
     cwd: str | None
     timeout: float | None
     attempt: int
     log_path: str | None
 
 
-def spec_for(job, attempt: int, env, log_path) -> AttemptSpec:
-    return AttemptSpec(job.argv, env, job.cwd, job.timeout, attempt, log_path)
+def spec_for(job: Job, attempt: int, env: Mapping[str, str], log_path: str | None) -> AttemptSpec:
+    return AttemptSpec(job.name, job.argv, dict(env), job.cwd, job.timeout, attempt, log_path)
 
 
-def run_attempt_spec(spec: AttemptSpec, stop, on_output, kill_grace: float, pass_fds=()) -> ProcessResult:
+def run_attempt_spec(
+    spec: AttemptSpec,
+    supervisor: Supervisor,
+    stop: Event | None,
+    on_output: Callable[[bytes], None] | None,
+    pass_fds: tuple[int, ...] = (),
+) -> ProcessResult:
     """Open the log (fresh on the first attempt, appended on retries) and run the attempt."""
     log_file = None
     if spec.log_path is not None:
@@ -36,22 +48,31 @@ def run_attempt_spec(spec: AttemptSpec, stop, on_output, kill_grace: float, pass
     try:
         if spec.attempt > 1:
             sink.write(f"--- attempt {spec.attempt} ---\n".encode())
-        return run_process(spec.argv, spec.env, spec.cwd, sink, spec.timeout, kill_grace, stop, pass_fds)
+        return run_process(
+            supervisor, spec.name, spec.argv, spec.env, spec.cwd, sink, spec.timeout, stop, pass_fds
+        )
     finally:
         if log_file is not None:
             log_file.close()
 
 
 class LocalExecutor:
-    def __init__(self, kill_grace: float = 5.0, pass_fds: tuple[int, ...] = ()):
-        self.kill_grace = kill_grace
+    def __init__(self, supervisor: Supervisor, pass_fds: tuple[int, ...] = ()) -> None:
+        self.supervisor = supervisor
         self.pass_fds = pass_fds  # every job inherits these (a jobserver's pipe)
         seal_inherited_descriptors(keep=pass_fds)
 
-    def run_attempt(self, job, attempt, env, log_path, stop, on_output) -> ProcessResult:
-        return run_attempt_spec(
-            spec_for(job, attempt, env, log_path), stop, on_output, self.kill_grace, self.pass_fds
-        )
+    def run_attempt(
+        self,
+        job: Job,
+        attempt: int,
+        env: Mapping[str, str],
+        log_path: str | None,
+        stop: Event,
+        on_output: Callable[[bytes], None] | None,
+    ) -> ProcessResult:
+        spec = spec_for(job, attempt, env, log_path)
+        return run_attempt_spec(spec, self.supervisor, stop, on_output, self.pass_fds)
 
     def close(self) -> None:
         pass

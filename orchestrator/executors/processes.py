@@ -4,7 +4,8 @@ The parent keeps the DAG, the gates, the jobserver and the report; it feeds each
 through a multiprocessing JoinableQueue of its own (so it always knows which worker holds
 which attempt) and reads every answer from one result queue. Queues are read by a thread
 that hands messages to the hub (QueueBridge), so no hub ever blocks on a queue. A worker
-that dies fails the attempts it held; a new one takes its place.
+that dies fails the attempts it held; a new one takes its place. Each worker builds its
+own process supervisor. Messages are typed; an unknown one is an error, never dropped.
 """
 
 from __future__ import annotations
@@ -15,26 +16,71 @@ import os
 import signal
 import threading
 from collections import deque
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import gevent
 import gevent.socket
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 
-from orchestrator.executors.local import run_attempt_spec, spec_for
-from orchestrator.process import ProcessResult, orphans
+from orchestrator.executors.local import AttemptSpec, run_attempt_spec, spec_for
+from orchestrator.model import Job
+from orchestrator.process import ProcessResult
+from orchestrator.supervisor import Supervisor
 
 PR_SET_PDEATHSIG = 1
+
+
+# -- messages to a worker --
+@dataclass(frozen=True)
+class RunAttempt:
+    attempt_id: int
+    spec: AttemptSpec
+    want_output: bool
+
+
+@dataclass(frozen=True)
+class StopAll:
+    """The run is stopping: every attempt is terminated (TERM, then KILL after grace)."""
+
+
+@dataclass(frozen=True)
+class KillAttempt:
+    attempt_id: int
+
+
+@dataclass(frozen=True)
+class Exit:
+    """No more work: finish what runs and end."""
+
+
+# -- messages from workers --
+@dataclass(frozen=True)
+class Output:
+    attempt_id: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Done:
+    attempt_id: int
+    result: ProcessResult
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The parent's own last message to its reader: every worker has ended."""
 
 
 class QueueBridge:
     """Reads a multiprocessing queue in a thread of its own and hands each message to
     `handle` in the hub: the blocking get never freezes a greenlet, and a burst of messages
-    costs the hub one wake-up. The thread ends after a message whose kind is in `last`."""
+    costs the hub one wake-up. The thread ends after a message of a type in `last`."""
 
-    def __init__(self, queue, handle, last=("exit",)):
+    def __init__(self, queue: Any, handle: Callable[[object], None], last: tuple[type, ...]) -> None:
         self.queue, self.handle, self.last = queue, handle, last
-        self.inbox: deque = deque()
+        self.inbox: deque[object] = deque()
         self.watcher = gevent.get_hub().loop.async_()
         self.watcher.start(self._deliver)
         self.thread = threading.Thread(target=self._read, name="orchestrate-queue", daemon=True)
@@ -47,7 +93,7 @@ class QueueBridge:
                 self.queue.task_done()
             self.inbox.append(message)
             self.watcher.send()
-            if message[0] in self.last:
+            if isinstance(message, self.last):
                 return
 
     def _deliver(self) -> None:  # in the hub
@@ -61,17 +107,25 @@ class QueueBridge:
         self.watcher.close()
 
 
+def dispatch(handlers: Mapping[type, Callable[[Any], None]], message: object) -> None:
+    """Hand `message` to the handler of its type; an unknown type is a bug, said aloud."""
+    handler = handlers.get(type(message))
+    if handler is None:
+        raise TypeError(f"unexpected message {message!r}")
+    handler(message)
+
+
 class _Worker:
     def __init__(
         self,
-        context,
+        context: Any,
         index: int,
-        results,
+        results: Any,
         kill_grace: float,
         run_id: str,
-        base_env: dict,
+        base_env: dict[str, str],
         pass_fds: tuple[int, ...],
-    ):
+    ) -> None:
         self.index = index
         self.tasks = context.JoinableQueue()
         self.process = context.Process(
@@ -88,41 +142,58 @@ class ProcessPoolExecutor:
     def __init__(
         self,
         processes: int,
-        kill_grace: float = 5.0,
-        run_id: str = "",
+        supervisor: Supervisor,
         start_method: str = "spawn",
-        base_env: dict | None = None,
+        base_env: Mapping[str, str] | None = None,
         pass_fds: tuple[int, ...] = (),
-    ):
+    ) -> None:
         self.context = multiprocessing.get_context(start_method)
-        self.kill_grace = kill_grace
-        self.run_id = run_id
+        self.supervisor = supervisor
         # Workers start with the base environment; each attempt then carries only its own
         # variables, not 40 inherited ones pickled again and again.
         self.base_env = dict(os.environ) if base_env is None else dict(base_env)
         self.pass_fds = pass_fds  # the jobserver's pipe (read, write), reopened by each worker
         self.results = self.context.Queue()
-        _protect_resource_tracker()
+        _protect_resource_tracker(supervisor)
         self.pending: dict[int, AsyncResult] = {}
-        self.outputs: dict[int, object] = {}
+        self.outputs: dict[int, Callable[[bytes], None]] = {}
         self.ids = itertools.count()
         self.closed = False
         self.stop_linked = False
         self.workers = [self._start_worker(index) for index in range(processes)]
-        self.reader = QueueBridge(self.results, self._on_result, last=("closed",))
+        self.handlers: dict[type, Callable[[Any], None]] = {
+            Output: self._on_output,
+            Done: self._on_done,
+            Closed: lambda _: None,
+        }
+        self.reader = QueueBridge(self.results, lambda message: dispatch(self.handlers, message), (Closed,))
 
     def _start_worker(self, index: int) -> _Worker:
         worker = _Worker(
-            self.context, index, self.results, self.kill_grace, self.run_id, self.base_env, self.pass_fds
+            self.context,
+            index,
+            self.results,
+            self.supervisor.kill_grace,
+            self.supervisor.run_id,
+            self.base_env,
+            self.pass_fds,
         )
-        orphans.protected.add(worker.process.pid)  # ours, not a job's leftover
+        self.supervisor.protect(worker.process.pid)  # ours, not a job's leftover
         gevent.spawn(self._watch, worker)
         return worker
 
     # -- the Executor interface --
-    def run_attempt(self, job, attempt, env, log_path, stop, on_output) -> ProcessResult:
+    def run_attempt(
+        self,
+        job: Job,
+        attempt: int,
+        env: Mapping[str, str],
+        log_path: str | None,
+        stop: Event,
+        on_output: Callable[[bytes], None] | None,
+    ) -> ProcessResult:
         if not self.stop_linked:
-            stop.rawlink(lambda _: self._broadcast(("stop",)))
+            stop.rawlink(lambda _: self._broadcast(StopAll()))
             self.stop_linked = True
         attempt_id = next(self.ids)
         worker = min(self.workers, key=lambda w: len(w.attempts))
@@ -132,14 +203,15 @@ class ProcessPoolExecutor:
         worker.attempts.add(attempt_id)
         own_env = {name: value for name, value in env.items() if self.base_env.get(name) != value}
         worker.tasks.put(
-            ("run", attempt_id, spec_for(job, attempt, own_env, log_path), on_output is not None)
+            RunAttempt(attempt_id, spec_for(job, attempt, own_env, log_path), on_output is not None)
         )
         if stop.is_set():
-            worker.tasks.put(("stop",))
+            worker.tasks.put(StopAll())
         try:
-            return result.get()
+            outcome: ProcessResult = result.get()
+            return outcome
         except BaseException:  # this runner was killed: kill the attempt at once
-            worker.tasks.put(("kill", attempt_id))
+            worker.tasks.put(KillAttempt(attempt_id))
             raise
         finally:
             worker.attempts.discard(attempt_id)
@@ -148,27 +220,27 @@ class ProcessPoolExecutor:
 
     def close(self) -> None:
         self.closed = True
-        self._broadcast(("exit",))
+        self._broadcast(Exit())
         for worker in self.workers:
-            worker.process.join(timeout=self.kill_grace + 5)
+            worker.process.join(timeout=self.supervisor.kill_grace + 5)
             if worker.process.is_alive():
                 worker.process.kill()
-        self.results.put(("closed",))
+        self.results.put(Closed())
         self.reader.close()
 
     # -- parent side --
-    def _broadcast(self, message) -> None:
+    def _broadcast(self, message: object) -> None:
         for worker in self.workers:
             worker.tasks.put(message)
 
-    def _on_result(self, message) -> None:
-        kind = message[0]
-        if kind == "output":
-            callback = self.outputs.get(message[1])
-            if callback is not None:
-                callback(message[2])
-        elif kind == "done" and message[1] in self.pending:
-            self.pending[message[1]].set(message[2])
+    def _on_output(self, message: Output) -> None:
+        callback = self.outputs.get(message.attempt_id)
+        if callback is not None:
+            callback(message.data)
+
+    def _on_done(self, message: Done) -> None:
+        if message.attempt_id in self.pending:
+            self.pending[message.attempt_id].set(message.result)
 
     def _watch(self, worker: _Worker) -> None:
         gevent.socket.wait_read(worker.process.sentinel)
@@ -184,20 +256,19 @@ class ProcessPoolExecutor:
 
 # -- worker side --
 def worker_main(
-    tasks,
-    results,
+    tasks: Any,
+    results: Any,
     kill_grace: float,
     run_id: str,
-    base_env: dict,
+    base_env: dict[str, str],
     parent_pid: int = 0,
     jobserver_fds: tuple[int, ...] = (),
 ) -> None:
     """A worker: runs the attempts it is sent, each in a greenlet, until told to exit."""
     import gevent.pool
-    from gevent.event import Event
 
     from orchestrator.jobserver import reopen_in_worker
-    from orchestrator.process import kill_all_leftovers, orphans, seal_inherited_descriptors
+    from orchestrator.process import seal_inherited_descriptors
 
     _die_with_parent()
     seal_inherited_descriptors()  # our end of the pipe that tells the parent we died, above all
@@ -206,56 +277,57 @@ def worker_main(
     if makeflags is not None:
         base_env = {**base_env, "MAKEFLAGS": makeflags}
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    orphans.become_subreaper(run_id)
+    supervisor = Supervisor(run_id, kill_grace)
+    supervisor.become_subreaper()
     stop, done = Event(), Event()
     running: dict[int, gevent.Greenlet] = {}
     group = gevent.pool.Group()
 
-    def leave(*_):
+    def leave() -> None:
         group.kill(block=True, timeout=kill_grace + 1)
-        kill_all_leftovers()
+        supervisor.close()
         os._exit(1)
 
     gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(leave))
 
-    def run(attempt_id, spec, want_output):
-        on_output = (lambda data: results.put(("output", attempt_id, data))) if want_output else None
-        spec = replace(spec, env={**base_env, **spec.env})
+    def run(message: RunAttempt) -> None:
+        attempt_id = message.attempt_id
+        on_output = (lambda data: results.put(Output(attempt_id, data))) if message.want_output else None
+        spec = replace(message.spec, env={**base_env, **message.spec.env})
         result = ProcessResult(stopped=True, reason="killed")
         try:
-            result = run_attempt_spec(spec, stop, on_output, kill_grace, pass_fds)
+            result = run_attempt_spec(spec, supervisor, stop, on_output, pass_fds)
         finally:
             running.pop(attempt_id, None)
-            results.put(("done", attempt_id, result))
+            results.put(Done(attempt_id, result))
 
-    def on_task(message) -> None:  # in the hub, from the bridge
-        kind = message[0]
-        if kind == "run":
-            running[message[1]] = group.spawn(run, *message[1:])
-        elif kind == "stop":
-            stop.set()
-        elif kind == "kill" and message[1] in running:
-            running.pop(message[1]).kill(block=False)
-        elif kind == "exit":
-            done.set()
+    def kill(message: KillAttempt) -> None:
+        if message.attempt_id in running:
+            running.pop(message.attempt_id).kill(block=False)
 
-    bridge = QueueBridge(tasks, on_task)
+    handlers: dict[type, Callable[[Any], None]] = {
+        RunAttempt: lambda message: running.__setitem__(message.attempt_id, group.spawn(run, message)),
+        StopAll: lambda _: stop.set(),
+        KillAttempt: kill,
+        Exit: lambda _: done.set(),
+    }
+    bridge = QueueBridge(tasks, lambda message: dispatch(handlers, message), (Exit,))
     done.wait()
     group.join()
     bridge.close()
-    kill_all_leftovers()
+    supervisor.close()
     results.close()
     results.join_thread()
 
 
-def _protect_resource_tracker() -> None:
+def _protect_resource_tracker(supervisor: Supervisor) -> None:
     """multiprocessing's semaphore tracker is a child of ours: the orphan sweep must spare it."""
     from multiprocessing import resource_tracker
 
     resource_tracker.ensure_running()
     pid = getattr(resource_tracker._resource_tracker, "_pid", None)
     if pid:
-        orphans.protected.add(pid)
+        supervisor.protect(pid)
 
 
 def _die_with_parent() -> None:
