@@ -251,6 +251,7 @@ def _json_job(result: JobResult) -> dict:
         "duration": None if duration is None else round(float(duration), 3),
         "log_path": _json_safe(result.log_path),
         "reason": _json_safe(result.reason),
+        "timed_out": result.timed_out,
     }
 
 
