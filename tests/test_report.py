@@ -257,6 +257,7 @@ def test_json_report_job_fields(tmp_path, summary):
         "duration",
         "log_path",
         "reason",
+        "timed_out",
     }
     assert jobs["lint"] | {"log_path": None} == {
         "name": "lint",
@@ -269,6 +270,7 @@ def test_json_report_job_fields(tmp_path, summary):
         "duration": 1.25,
         "log_path": None,
         "reason": "",
+        "timed_out": False,
     }
     assert jobs["killed"]["signal"] == "SIGKILL" and jobs["killed"]["exit_code"] is None
     assert jobs["unit"]["start"] is None and jobs["unit"]["duration"] is None
