@@ -1,6 +1,7 @@
 """The scheduler with a fake executor: limits, gates, policies, skips, stops."""
 
 import gevent
+import pytest
 from fakes import FakeExecutor, jobs_of, make_engine
 
 from orchestrator.model import Job
@@ -160,3 +161,16 @@ def test_many_jobs_waiting_on_one_resource_cost_linear_time():
     summary = make_engine(jobs, FakeExecutor(default_duration=0), jobs_limit=8, capacities={"db": 2}).run()
     assert all(summary.results)
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("policy", ["stop", "fail-fast"])
+def test_a_job_granted_its_resource_as_a_failure_halts_the_run_is_cancelled(policy):
+    # The failing job's release wakes the waiter before the halt's kill reaches it: the
+    # waiter must still end cancelled, and the run must end (it used to wait forever).
+    jobs = jobs_of(job("bad", resources={"r": 1}), job("next", resources={"r": 1}))
+    executor = FakeExecutor(durations={"bad": 0.05}, codes={"bad": 1})
+    with gevent.Timeout(5):
+        summary = make_engine(jobs, executor, policy=policy, capacities={"r": 1}).run()
+    assert statuses(summary) == {"bad": Status.FAILED, "next": Status.CANCELLED}
+    assert executor.started == ["bad"]
+    assert summary.exit_code == 1
