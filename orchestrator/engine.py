@@ -240,6 +240,11 @@ class Engine:
     def _admit(self, job: Job) -> bool:
         """A job that needs resources waits for them here, then queues for a slot."""
         self.gate.acquire(job.resources)
+        if self.halted:
+            # Granted by the release of a job whose failure halted the run: that wake-up
+            # came before the kill _cancel_waiting sent, so this job was never cancelled.
+            self.gate.release(job.resources)
+            return False
         self._enqueue(job)
         return True
 

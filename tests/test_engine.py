@@ -1,9 +1,14 @@
 """The scheduler with a fake executor: limits, gates, policies, skips, stops."""
 
+import signal
+import time
+
 import gevent
+import pytest
 from fakes import FakeExecutor, jobs_of, make_engine
 
 from orchestrator.model import Job
+from orchestrator.process import ProcessResult
 from orchestrator.results import Status, StopReason
 
 
@@ -75,10 +80,14 @@ def test_fail_fast_interrupts_running_jobs_and_cancels_the_rest():
     jobs = jobs_of(job("bad"), job("slow"), job("queued"), job("after", needs=["slow"]))
     executor = FakeExecutor(durations={"slow": 30, "bad": 0.05, "queued": 30}, codes={"bad": 2})
     summary = make_engine(jobs, executor, jobs_limit=2, policy="fail-fast").run()
-    got = statuses(summary)
-    assert got["bad"] == Status.FAILED and got["slow"] == Status.INTERRUPTED
-    assert got["after"] == Status.SKIPPED or got["after"] == Status.CANCELLED
-    assert got["queued"] in (Status.INTERRUPTED, Status.CANCELLED)
+    # -j 2: bad and slow run, queued waits for a slot; after needs slow, interrupted.
+    assert statuses(summary) == {
+        "bad": Status.FAILED,
+        "slow": Status.INTERRUPTED,
+        "queued": Status.CANCELLED,
+        "after": Status.SKIPPED,
+    }
+    assert executor.started == ["bad", "slow"]
     assert summary.exit_code == 1
 
 
@@ -160,3 +169,133 @@ def test_many_jobs_waiting_on_one_resource_cost_linear_time():
     summary = make_engine(jobs, FakeExecutor(default_duration=0), jobs_limit=8, capacities={"db": 2}).run()
     assert all(summary.results)
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("policy", ["stop", "fail-fast"])
+def test_a_job_granted_its_resource_as_a_failure_halts_the_run_is_cancelled(policy):
+    # The failing job's release wakes the waiter before the halt's kill reaches it: the
+    # waiter must still end cancelled, and the run must end (it used to wait forever).
+    jobs = jobs_of(job("bad", resources={"r": 1}), job("next", resources={"r": 1}))
+    executor = FakeExecutor(durations={"bad": 0.05}, codes={"bad": 1})
+    with gevent.Timeout(5):
+        summary = make_engine(jobs, executor, policy=policy, capacities={"r": 1}).run()
+    assert statuses(summary) == {"bad": Status.FAILED, "next": Status.CANCELLED}
+    assert executor.started == ["bad"]
+    assert summary.exit_code == 1
+
+
+# -- job timeouts, retries and stop reasons, without processes --
+
+
+class TimingOut(FakeExecutor):
+    """FakeExecutor whose `timeouts[name]` attempts (1-based) end timed out, as a job's
+    own timeout ends them; records when each attempt started."""
+
+    def __init__(self, timeouts, **kwargs):
+        super().__init__(**kwargs)
+        self.timeouts = timeouts
+        self.started_at: list[float] = []
+
+    def run_attempt(self, job, attempt, env, log_path, stop, on_output):
+        self.started_at.append(time.monotonic())
+        result = super().run_attempt(job, attempt, env, log_path, stop, on_output)
+        if attempt in self.timeouts.get(job.name, ()) and not result.stopped:
+            return ProcessResult(signal=signal.SIGTERM, timed_out=True)
+        return result
+
+
+def test_a_job_timeout_halts_the_run_like_a_failure():
+    jobs = jobs_of(job("slow"), job("later"))
+    summary = make_engine(jobs, TimingOut({"slow": [1]}), jobs_limit=1).run()
+    assert statuses(summary) == {"slow": Status.TIMEOUT, "later": Status.CANCELLED}
+    assert summary.exit_code == 1
+
+
+def test_a_job_timeout_stops_the_run_under_fail_fast():
+    jobs = jobs_of(job("slow"), job("long"), job("queued"))
+    executor = TimingOut({"slow": [1]}, durations={"slow": 0.05, "long": 30})
+    summary = make_engine(jobs, executor, jobs_limit=2, policy="fail-fast").run()
+    assert statuses(summary) == {
+        "slow": Status.TIMEOUT,
+        "long": Status.INTERRUPTED,
+        "queued": Status.CANCELLED,
+    }
+    assert summary.stop_reason == StopReason.FAIL_FAST and summary.exit_code == 1
+
+
+def test_keep_going_goes_on_after_a_job_timeout():
+    jobs = jobs_of(job("slow"), job("after", needs=["slow"]), job("later"))
+    summary = make_engine(jobs, TimingOut({"slow": [1]}), jobs_limit=1, policy="keep-going").run()
+    assert statuses(summary) == {"slow": Status.TIMEOUT, "after": Status.SKIPPED, "later": Status.OK}
+    assert summary.exit_code == 1
+
+
+def test_a_timed_out_attempt_is_retried():
+    executor = TimingOut({"flaky": [1]})
+    summary = make_engine(jobs_of(job("flaky", retries=1)), executor).run()
+    assert executor.attempts == [("flaky", 1), ("flaky", 2)]
+    assert statuses(summary) == {"flaky": Status.OK} and summary.results[0].attempts == 2
+
+
+def test_retries_end_with_the_timeout_of_the_last_attempt():
+    executor = TimingOut({"slow": [1, 2]})
+    summary = make_engine(jobs_of(job("slow", retries=1)), executor).run()
+    assert statuses(summary) == {"slow": Status.TIMEOUT} and summary.results[0].attempts == 2
+
+
+def test_no_retry_starts_after_the_run_was_stopped():
+    executor = FakeExecutor(durations={"long": 30})
+    summary = make_engine(jobs_of(job("long", retries=3)), executor, timeout=0.1).run()
+    assert executor.attempts == [("long", 1)]
+    assert statuses(summary) == {"long": Status.INTERRUPTED} and summary.exit_code == 124
+
+
+def test_retry_delay_waits_between_attempts():
+    executor = TimingOut({}, codes={"flaky": [1, 0]}, default_duration=0)
+    summary = make_engine(jobs_of(job("flaky", retries=1, retry_delay=0.3)), executor).run()
+    assert statuses(summary) == {"flaky": Status.OK}
+    first, second = executor.started_at
+    assert second - first >= 0.25  # the 0.3 s delay, less timer slack
+
+
+def test_a_stop_during_the_retry_delay_ends_the_job_without_another_attempt():
+    executor = FakeExecutor(codes={"flaky": 1}, default_duration=0)
+    engine = make_engine(jobs_of(job("flaky", retries=1, retry_delay=30)), executor)
+    gevent.spawn_later(0.1, engine.stop, StopReason.SIGTERM)
+    with gevent.Timeout(5):
+        summary = engine.run()
+    assert executor.attempts == [("flaky", 1)]
+    assert summary.results[0].status == Status.FAILED and summary.exit_code == 143
+
+
+def test_a_timed_out_job_allowed_to_fail_is_allowed():
+    jobs = jobs_of(job("flaky", allow_failure=True), job("next", needs=["flaky"]))
+    summary = make_engine(jobs, TimingOut({"flaky": [1]})).run()
+    assert statuses(summary) == {"flaky": Status.ALLOWED, "next": Status.OK}
+    assert summary.exit_code == 0
+
+
+class Stubborn(FakeExecutor):
+    """Ignores the stop for `seconds`, as a job ignoring SIGTERM until the SIGKILL."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def run_attempt(self, job, attempt, env, log_path, stop, on_output):
+        gevent.sleep(self.seconds)
+        return ProcessResult(signal=signal.SIGKILL, stopped=stop.is_set())
+
+
+@pytest.mark.parametrize(
+    "timeout, signal_after, code",
+    [(0.05, 0.2, 124), (0.2, 0.05, 130)],
+    ids=["timeout-then-signal", "signal-then-timeout"],
+)
+def test_the_first_stop_reason_decides_the_exit_code(timeout, signal_after, code):
+    engine = make_engine(jobs_of(job("stubborn")), Stubborn(0.4), timeout=timeout)
+    gevent.spawn_later(signal_after, engine.stop, StopReason.SIGINT)
+    with gevent.Timeout(5):
+        summary = engine.run()
+    assert statuses(summary) == {"stubborn": Status.INTERRUPTED}
+    assert summary.exit_code == code

@@ -82,3 +82,17 @@ def test_a_killed_waiter_gives_back_its_place():
 def test_over_capacity_demand_is_refused():
     with pytest.raises(ValueError):
         ResourceGate({"r": 1}).acquire({"r": 2})
+
+
+def test_a_waiter_killed_after_its_grant_gives_the_units_back():
+    gate = ResourceGate({"r": 2})
+    gate.acquire({"r": 2})
+    waiter = gevent.spawn(gate.acquire, {"r": 2})
+    gevent.sleep(0)
+    waiter.kill(block=False)  # the kill is on its way (as the engine's cancel sends it)...
+    gate.release({"r": 2})  # ...when the grant comes
+    assert gate.free["r"] == 0 and not gate.waiters  # granted
+    assert waiter.join(1) is None and waiter.dead
+    assert gate.free["r"] == 2 and not gate.waiters
+    taker = gevent.spawn(gate.acquire, {"r": 2})
+    assert taker.join(1) is None and taker.successful()

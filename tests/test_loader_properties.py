@@ -7,8 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import JobFileError
+from orchestrator.graph import order
 from orchestrator.loader import load_text
-from orchestrator.model import JobFile
+from orchestrator.matrix import base_name
+from orchestrator.model import NAME_PATTERN, JobFile
 
 PATH = "/project/jobs.yaml"
 
@@ -120,7 +122,29 @@ def loads_or_refuses(data: bytes | str) -> None:
         assert error.line >= 1 and error.column >= 1 and error.message
         assert str(error).startswith(PATH + ":")
     else:
-        assert isinstance(result, JobFile)
+        assert_well_formed(result)
+
+
+def assert_well_formed(jobfile: JobFile) -> None:
+    """What an accepted file promises the engine: every mistake was refused before running."""
+    assert jobfile.path == PATH and jobfile.version == 1 and jobfile.jobs
+    assert all(type(units) is int and units >= 1 for units in jobfile.resources.values())
+    for env in [jobfile.env, *(job.env for job in jobfile.jobs.values())]:
+        assert all(name and "=" not in name and "\0" not in name for name in env)
+        assert all(isinstance(value, str) for value in env.values())
+    for name, job in jobfile.jobs.items():
+        assert job.name == name and NAME_PATTERN.fullmatch(base_name(name)), name
+        if isinstance(job.run, str):
+            assert job.run.strip()
+        else:
+            assert job.run and all(isinstance(word, str) for word in job.run)
+        assert all(need in jobfile.jobs and need != name for need in job.needs), job.needs
+        assert all(1 <= units <= jobfile.resources[r] for r, units in job.resources.items())
+        assert job.timeout is None or job.timeout > 0
+        assert type(job.retries) is int and job.retries >= 0 and job.retry_delay >= 0
+        assert type(job.allow_failure) is bool
+        assert all(isinstance(tag, str) and tag for tag in job.tags)
+    assert sorted(order(jobfile.jobs, jobfile.jobs)) == sorted(jobfile.jobs)  # no cycle left
 
 
 def test_the_valid_file_is_valid():

@@ -1,10 +1,12 @@
 """Real processes through orchestrator.process, driven by tests/child.py."""
 
 import io
+import json
 import os
-import resource
 import signal
+import statistics
 import subprocess
+import sys
 import time
 
 import gevent
@@ -12,7 +14,7 @@ import pytest
 from conftest import alive, child, child_argv
 from gevent.event import Event
 
-from orchestrator.process import OutputSink, Process, run_process
+from orchestrator.process import TAIL_BYTES, OutputSink, Process, run_process
 from orchestrator.supervisor import Supervisor
 
 
@@ -93,17 +95,46 @@ def test_background_grandchild_holding_the_pipe_neither_hangs_nor_survives(tmp_p
     assert wait_gone(int(pidfile.read_text()))
 
 
+# Runs in a fresh interpreter, whose memory is not the high-water mark the suite left.
+MEASURE_FLOOD = """
+import json, sys
+from orchestrator.process import OutputSink, run_process
+from orchestrator.supervisor import Supervisor
+
+def kib(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+argv, log_path = json.loads(sys.argv[1]), sys.argv[2]
+run_process(Supervisor("t", 1.0), "warm", argv[:2] + ["bytes", "100000"], None, None, OutputSink(None), 60)
+before = kib("VmRSS")
+with open(log_path, "wb") as log:
+    sink = OutputSink(log)
+    result = run_process(Supervisor("t", 1.0), "flood", argv, None, None, sink, 60)
+print(json.dumps({"exit_code": result.exit_code, "grown_kib": kib("VmHWM") - before,
+                  "kept": len(sink.tail), "tail": sink.tail_text().decode()}))
+"""
+
+
 def test_fifty_megabytes_land_whole_in_the_log_with_flat_memory(tmp_path):
     size = 50 * 1024 * 1024
     log_path = tmp_path / "big.log"
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with open(log_path, "wb") as log:
-        result, sink = run(child_argv("bytes", size), log=log)
-    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert result.exit_code == 0
+    argv = child_argv("bytes", size)
+    measured = subprocess.run(
+        [sys.executable, "-c", MEASURE_FLOOD, json.dumps(argv), str(log_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert measured.returncode == 0, measured.stderr
+    found = json.loads(measured.stdout)
+    assert found["exit_code"] == 0
     assert os.path.getsize(log_path) == size
-    assert len(sink.tail_text()) <= 8192
-    assert grown_kib < 20 * 1024
+    with open(log_path, "rb") as log:
+        log.seek(size - TAIL_BYTES)
+        assert found["tail"].encode() == log.read()
+    assert found["kept"] <= 2 * TAIL_BYTES  # what the sink holds, not a slice of it
+    assert found["grown_kib"] < 20 * 1024, f"memory grew by {found['grown_kib']} KiB"
 
 
 def test_command_not_found_is_exit_127_with_a_reason():
@@ -121,12 +152,32 @@ def test_missing_shell_is_command_not_found():
     assert result.exit_code == 127 and "/no/such/shell" in result.reason
 
 
-def test_hub_stays_responsive_while_jobs_run():
-    ticks = []
-    ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.01)) for _ in range(30)])
-    run(child_argv("bytes", 5 * 1024 * 1024, "sleep", 0.3))
-    ticker.join()
-    assert len(ticks) == 30
+def test_hub_stays_responsive_while_a_job_floods_its_output():
+    # A ticker asking for 5 ms sleeps runs from the first chunk of a 5 MiB flood: were the
+    # hub blocked ~20 ms per chunk read, nearly every tick would wait that long.
+    gaps: list[float] = []
+
+    def tick() -> None:
+        last = time.monotonic()
+        for _ in range(30):
+            gevent.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = gevent.Greenlet(tick)
+
+    def start_ticking(data: bytes) -> None:
+        if not ticker.started:
+            ticker.start()
+
+    sink = OutputSink(io.BytesIO(), on_chunk=start_ticking)
+    argv = child_argv("bytes", 5 * 1024 * 1024, "sleep", 0.3)
+    result = run_process(Supervisor("test", 1.0), "flood", argv, None, None, sink, 30)
+    assert result.exit_code == 0
+    assert ticker.join(5) is None and ticker.successful()  # bounded: the ticker ended
+    assert len(gaps) == 30
+    assert statistics.median(gaps) < 0.015, sorted(gaps)
 
 
 def test_log_write_failure_fails_the_job_with_a_reason():

@@ -55,6 +55,12 @@ def summary() -> RunSummary:
     )
 
 
+# The fixture's counts in Status order, by hand: the code's own summary_line() proves nothing.
+SUMMARY_LINE = (
+    "1 ok, 2 failed, 1 timeout, 1 allowed, 1 skipped, 1 cancelled, 1 interrupted, 1 ok (resumed) in 42.0s"
+)
+
+
 def table_rows(text: str) -> dict[str, list[str]]:
     """Rows of a `plain` table keyed by job name, split on runs of 2+ spaces."""
     rows = {}
@@ -83,8 +89,7 @@ def test_table_has_one_row_per_job_and_the_summary_line(summary):
     lines = text.splitlines()
     assert lines[0].split() == ["job", "status", "exit", "attempts", "duration", "last", "output"]
     assert len(lines) == 2 + len(summary.results) + 1
-    assert lines[-1] == summary.summary_line()
-    assert lines[-1].endswith("in 42.0s")
+    assert lines[-1] == SUMMARY_LINE
 
 
 @pytest.mark.parametrize(
@@ -188,7 +193,7 @@ def test_nasty_job_output_decoded_with_surrogateescape_is_made_printable():
 def test_every_tabulate_format_renders(summary, table_format):
     text = render_table(summary, table_format)
     assert "killed" in text and "SIGKILL" in text and "cc: error: nope" in text
-    assert text.splitlines()[-1] == summary.summary_line()
+    assert text.splitlines()[-1] == SUMMARY_LINE
 
 
 @pytest.mark.parametrize("table_format", tabulate_formats)
