@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test golden bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Rewrite the golden files from the code as it is now; review `git diff tests/` before committing.
+golden: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_scenarios.py tests/test_golden.py --update-golden
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
