@@ -20,7 +20,8 @@ test: $(STAMP)
 
 # Rewrite the golden files from the code as it is now; review `git diff tests/` before committing.
 golden: $(STAMP)
-	$(BIN)/python -m pytest -q tests/test_scenarios.py tests/test_golden.py --update-golden
+	$(BIN)/python -m pytest -q --update-golden tests/test_scenarios.py tests/test_golden.py \
+		tests/test_loader.py::test_folder_loads_as_its_golden_file
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
