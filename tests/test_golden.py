@@ -1,7 +1,9 @@
 """Golden files of each scenario folder: validate, list and graph here, the run in test_scenarios.
 
-Refresh them all after a reviewed change with `make golden` (pytest --update-golden), then
-read the diff of tests/scenarios/*/golden/ before committing it.
+validate, list and graph go through `cli.main` in this process, as in test_cli: they start
+nothing, and 72 more interpreters would add half a minute. The normaliser is in golden.py.
+Refresh every golden file after a reviewed change with `make golden` (pytest --update-golden),
+then read the diff of tests/scenarios/*/golden/ before committing it.
 """
 
 from __future__ import annotations
