@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test golden bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Rewrite the golden files from the code as it is now; review `git diff tests/` before committing.
+golden: $(STAMP)
+	$(BIN)/python -m pytest -q --update-golden tests/test_scenarios.py tests/test_golden.py \
+		tests/test_loader.py::test_folder_loads_as_its_golden_file
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py

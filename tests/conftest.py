@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from golden import UPDATE_OPTION, GoldenFiles
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(TESTS, "child.py")
@@ -68,3 +69,17 @@ def write_jobs(tmp_path):
         return str(path)
 
     return write
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        UPDATE_OPTION,
+        action="store_true",
+        help="rewrite the golden files from this run instead of comparing (`make golden`)",
+    )
+
+
+@pytest.fixture(scope="session")
+def golden(request: pytest.FixtureRequest) -> GoldenFiles:
+    """Compare output to a golden file, or rewrite it under --update-golden."""
+    return GoldenFiles(request.config.getoption(UPDATE_OPTION))

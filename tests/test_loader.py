@@ -1,11 +1,20 @@
-"""The job file loader: every key, every error at its line and column, and its limits."""
+"""The job file loader: every key, every error at its line and column, and its limits.
+
+The larger valid files live in tests/loader/NAME/jobs.yaml, each with the whole load result
+beside it in loaded.yaml (every job field that differs from the model's default, and argv),
+a golden file refreshed by `make golden`; small cases stay inline, next to their assertion.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import textwrap
 import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,46 +22,10 @@ import yaml
 from orchestrator import loader
 from orchestrator.errors import JobFileError
 from orchestrator.loader import load, load_text
-from orchestrator.model import JobFile, Position, parse_duration
+from orchestrator.model import Job, JobFile, Position, parse_duration
 
 PATH = "/project/ci/jobs.yaml"
-
-SPEC_EXAMPLE = """\
-version: 1
-env:
-  PYTHONUNBUFFERED: "1"
-resources:
-  db: 1
-  heavy: 2
-defaults:
-  timeout: 10m
-  retries: 1
-jobs:
-  lint:
-    run: ruff check .
-  unit:
-    run: [pytest, -q, tests]
-    needs: [lint]
-    resources: [heavy]
-  migrate:
-    run: ./manage.py migrate
-    resources: {db: 1}
-    timeout: 2m
-    retries: 2
-    retry_delay: 1s
-  integration:
-    run: ./ci/integration.sh
-    needs: [unit, migrate]
-    env: {DB_URL: "postgres://localhost/test"}
-    cwd: services/api
-    allow_failure: true
-    tags: [slow]
-    description: end-to-end tests against a real database
-  build:
-    run: make ARCH="$ARCH"
-    matrix:
-      ARCH: [x86_64, arm64]
-"""
+FOLDERS = Path(__file__).parent / "loader"
 
 
 def read(text: str) -> JobFile:
@@ -70,42 +43,47 @@ def where(err: JobFileError) -> tuple[int, int]:
     return err.line, err.column
 
 
+def read_folder(name: str) -> JobFile:
+    return load_text((FOLDERS / name / "jobs.yaml").read_bytes(), PATH)
+
+
+def describe(jobfile: JobFile) -> str:
+    """The load result as YAML: the file's fields, then each job's fields that differ from
+    the model's defaults (a field back at its default drops out of the diff) and its argv."""
+    defaults = Job(name="", run="")
+    jobs = {}
+    for name, job in jobfile.jobs.items():
+        fields = [field.name for field in dataclasses.fields(Job) if field.name != "name"]
+        jobs[name] = {
+            key: plain(getattr(job, key)) for key in fields if getattr(job, key) != getattr(defaults, key)
+        }
+        jobs[name]["argv"] = plain(job.argv)
+    whole = {key: plain(getattr(jobfile, key)) for key in ("path", "version", "env", "resources")}
+    return yaml.safe_dump(
+        {**whole, "jobs": jobs}, sort_keys=False, allow_unicode=True, width=100, default_flow_style=None
+    )
+
+
+def plain(value: Any) -> Any:
+    """Model values as YAML data; a list or dict in the model is a bug: it must not change."""
+    if isinstance(value, (list, dict)):
+        raise TypeError(f"mutable {type(value).__name__} in the model: {value!r}")
+    if isinstance(value, Position):
+        return {"line": value.line, "column": value.column}
+    if isinstance(value, tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
 # -- the format, key by key -------------------------------------------------------------
 
 
-def test_spec_example_loads_every_key():
-    jobs = read(SPEC_EXAMPLE)
-    assert jobs.version == 1
-    assert dict(jobs.env) == {"PYTHONUNBUFFERED": "1"}
-    assert dict(jobs.resources) == {"db": 1, "heavy": 2}
-    assert list(jobs.jobs) == [
-        "lint",
-        "unit",
-        "migrate",
-        "integration",
-        "build[ARCH=x86_64]",
-        "build[ARCH=arm64]",
-    ]
-    lint, unit, migrate = jobs.jobs["lint"], jobs.jobs["unit"], jobs.jobs["migrate"]
-    assert lint.run == "ruff check ." and lint.argv == (
-        "ruff",
-        "check",
-        ".",
-    )  # plain words: exec'd without sh
-    assert (lint.timeout, lint.retries, lint.retry_delay) == (600.0, 1, 0.0)
-    assert unit.run == ("pytest", "-q", "tests") and unit.argv == unit.run
-    assert unit.needs == ("lint",) and dict(unit.resources) == {"heavy": 1}
-    assert dict(migrate.resources) == {"db": 1}
-    assert (migrate.timeout, migrate.retries, migrate.retry_delay) == (120.0, 2, 1.0)
-    integration = jobs.jobs["integration"]
-    assert integration.needs == ("unit", "migrate")
-    assert integration.env["DB_URL"] == "postgres://localhost/test"
-    assert integration.cwd == "/project/ci/services/api"
-    assert integration.allow_failure is True and integration.tags == ("slow",)
-    assert integration.description == "end-to-end tests against a real database"
-    arm = jobs.jobs["build[ARCH=arm64]"]
-    assert arm.run == 'make ARCH="$ARCH"' and arm.env["ARCH"] == "arm64"
-    assert dict(arm.matrix) == {"ARCH": "arm64"}
+@pytest.mark.parametrize("name", sorted(path.name for path in FOLDERS.iterdir()))
+def test_folder_loads_as_its_golden_file(name, golden, monkeypatch):
+    monkeypatch.setenv("FROM_CALLER", "x")  # the caller's environment is added at run time only
+    golden.check(FOLDERS / name / "loaded.yaml", describe(read_folder(name)))
 
 
 def test_unset_keys_take_the_model_defaults():
@@ -253,51 +231,6 @@ def test_parse_duration_refuses(text):
 # -- environment ------------------------------------------------------------------------
 
 
-def test_env_layers_file_defaults_job_matrix(monkeypatch):
-    monkeypatch.setenv("FROM_CALLER", "x")
-    jobs = read("""\
-        env: {A: file, B: file, C: file, D: file}
-        defaults:
-          env: {B: defaults, C: defaults, D: defaults}
-        jobs:
-          plain: {run: make}
-          own:
-            run: make
-            env: {C: job, D: job}
-          wide:
-            run: make
-            env: {D: job}
-            matrix: {D: [matrix]}
-    """).jobs
-    assert dict(jobs["plain"].env) == {"A": "file", "B": "defaults", "C": "defaults", "D": "defaults"}
-    assert dict(jobs["own"].env) == {"A": "file", "B": "defaults", "C": "job", "D": "job"}
-    assert jobs["wide[D=matrix]"].env["D"] == "matrix"
-    assert all("FROM_CALLER" not in job.env for job in jobs.values())
-
-
-def test_env_values_become_strings_as_written():
-    env = read("""\
-        env:
-          ON: yes
-          OFF: False
-          PORT: 8080
-          RATIO: 1.50
-          HEX: 0x10
-          DAY: 2024-01-31
-          EMPTY: ""
-        jobs: {a: {run: make}}
-    """).env
-    assert dict(env) == {
-        "ON": "true",
-        "OFF": "false",
-        "PORT": "8080",
-        "RATIO": "1.50",
-        "HEX": "0x10",
-        "DAY": "2024-01-31",
-        "EMPTY": "",
-    }
-
-
 def test_env_null_is_an_error():
     err = error("""\
         jobs:
@@ -312,29 +245,6 @@ def test_env_null_is_an_error():
 # -- defaults ---------------------------------------------------------------------------
 
 
-def test_defaults_are_replaced_whole_by_a_jobs_own_value():
-    jobs = read("""\
-        resources: {db: 1, cpu: 4}
-        defaults:
-          tags: [ci]
-          resources: {cpu: 2}
-          shell: bash
-          retries: 3
-          allow_failure: true
-          description: default
-          cwd: sub
-        jobs:
-          a: {run: make}
-          b: {run: make, tags: [own], resources: [db], retries: 0, cwd: other}
-    """).jobs
-    a, b = jobs["a"], jobs["b"]
-    assert (a.tags, dict(a.resources), a.shell) == (("ci",), {"cpu": 2}, ("bash", "-c"))
-    assert a.retries == 3
-    assert (a.allow_failure, a.description, a.cwd) == (True, "default", "/project/ci/sub")
-    assert (b.tags, dict(b.resources), b.retries) == (("own",), {"db": 1}, 0)
-    assert b.cwd == "/project/ci/other"
-
-
 @pytest.mark.parametrize("key", ["run", "needs", "matrix"])
 def test_defaults_cannot_hold_job_only_keys(key):
     err = error(f"defaults:\n  {key}: [x]\njobs: {{a: {{run: make}}}}\n")
@@ -342,32 +252,6 @@ def test_defaults_cannot_hold_job_only_keys(key):
 
 
 # -- matrix and needs -------------------------------------------------------------------
-
-
-def test_matrix_expands_in_key_order_in_place():
-    jobs = read("""\
-        jobs:
-          first: {run: make}
-          build:
-            run: make "$ARCH"
-            matrix:
-              ARCH: [x86_64, arm64]
-              OS: [linux, darwin]
-          last: {run: make}
-    """).jobs
-    assert list(jobs) == [
-        "first",
-        "build[ARCH=x86_64,OS=linux]",
-        "build[ARCH=x86_64,OS=darwin]",
-        "build[ARCH=arm64,OS=linux]",
-        "build[ARCH=arm64,OS=darwin]",
-        "last",
-    ]
-    job = jobs["build[ARCH=arm64,OS=darwin]"]
-    assert dict(job.matrix) == {"ARCH": "arm64", "OS": "darwin"}
-    assert job.env["ARCH"] == "arm64" and job.env["OS"] == "darwin"
-    assert job.run == 'make "$ARCH"'  # values reach the command only through the environment
-    assert job.position == Position(3, 3)
 
 
 def test_matrix_values_are_kept_as_written():
@@ -521,38 +405,6 @@ def test_units_must_be_positive_whole_numbers(units):
 
 
 # -- anchors, aliases and merge keys ----------------------------------------------------
-
-
-def test_merge_key_own_keys_win():
-    jobs = read("""\
-        defaults: &d {timeout: 1m, retries: 2, tags: [base]}
-        jobs:
-          a:
-            <<: *d
-            run: make a
-            tags: [own]
-          b: &b {run: make b, retries: 5}
-          c:
-            <<: *b
-            run: make c
-    """).jobs
-    assert (jobs["a"].timeout, jobs["a"].retries, jobs["a"].tags) == (60.0, 2, ("own",))
-    assert (jobs["c"].run, jobs["c"].retries) == ("make c", 5)
-
-
-def test_merge_list_earlier_sources_win():
-    jobs = read("""\
-        env: &first {A: first, B: first}
-        defaults:
-          env: &second {B: second, C: second}
-        jobs:
-          a:
-            run: make
-            env:
-              <<: [*first, *second]
-              C: own
-    """).jobs
-    assert {k: jobs["a"].env[k] for k in "ABC"} == {"A": "first", "B": "first", "C": "own"}
 
 
 def test_aliases_share_values():
@@ -764,10 +616,10 @@ def test_too_big(monkeypatch):
     assert where(err) == (1, 1) and "larger than" in err.message
 
 
-def test_pure_python_parser_gives_the_same_answers(monkeypatch):
+def test_pure_python_parser_gives_the_same_answers(monkeypatch, golden):
     monkeypatch.setattr(loader, "_PARSER", yaml.SafeLoader)
     monkeypatch.setattr(loader, "_PARSER_TAKES_BYTES", False)
-    assert list(read(SPEC_EXAMPLE).jobs)[-1] == "build[ARCH=arm64]"
+    golden.check(FOLDERS / "spec-example" / "loaded.yaml", describe(read_folder("spec-example")))
     assert where(error("jobs:\n  a: {run: make\n  b: {run: make}\n")) == (3, 4)
     assert where(error('jobs:\n  a: {run: "é\x01"}\n')) == (2, 14)
     assert where(error(b"jobs:\n  a: {run: \xff}\n")) == (2, 12)

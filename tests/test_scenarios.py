@@ -1,5 +1,9 @@
 """End-to-end: each folder in tests/scenarios holds a job file and what running it must give.
 
+Each scenario runs once under `--processes 1` and once under `--processes 2`; both runs are
+checked against the folder's expect.yaml and against the same golden files in its golden/
+folder (see tests/scenarios/README.md; refresh them with `make golden`).
+
 expect.yaml keys: args (extra `run` arguments), exit, statuses / exit_codes / signals /
 attempts (per job, from the JSON report), stdout (substrings), absent (substrings that
 must not appear), stdout_exact, setup_dirs (folders to create first), max_seconds.
@@ -9,10 +13,12 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 from conftest import run_cli
+from golden import normalise_json, normalise_junit, normalise_stdout
 
 SCENARIOS = os.path.join(os.path.dirname(__file__), "scenarios")
 
@@ -23,19 +29,22 @@ def scenario_names():
 
 @pytest.mark.parametrize("processes", ["1", "2"])
 @pytest.mark.parametrize("name", scenario_names())
-def test_scenario(name, processes, tmp_path):
+def test_scenario(name, processes, tmp_path, golden):
     folder = tmp_path / name
-    shutil.copytree(os.path.join(SCENARIOS, name), folder)
+    shutil.copytree(os.path.join(SCENARIOS, name), folder, ignore=shutil.ignore_patterns("golden"))
     expect = yaml.safe_load((folder / "expect.yaml").read_text())
     for directory in expect.get("setup_dirs", []):
         (folder / directory).mkdir()
     report = tmp_path / "report.json"
+    junit = tmp_path / "junit.xml"
     started = time.monotonic()
     result = run_cli(
         "run",
         folder / "jobs.yaml",
         "--report-file",
         report,
+        "--report-file",
+        junit,
         "--processes",
         processes,
         *expect.get("args", []),
@@ -44,7 +53,8 @@ def test_scenario(name, processes, tmp_path):
     context = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == expect["exit"], context
     assert "Traceback" not in result.stderr, context
-    jobs = {job["name"]: job for job in json.loads(report.read_text())["jobs"]}
+    run_report = json.loads(report.read_text())
+    jobs = {job["name"]: job for job in run_report["jobs"]}
     for key, field in (
         ("statuses", "status"),
         ("exit_codes", "exit_code"),
@@ -62,3 +72,8 @@ def test_scenario(name, processes, tmp_path):
     if "stdout_exact" in expect:
         assert result.stdout == expect["stdout_exact"], context
     assert elapsed < expect.get("max_seconds", 60)
+    goldens = os.path.join(SCENARIOS, name, "golden")
+    run_id = run_report["run_id"]
+    golden.check(Path(goldens, "stdout.txt"), normalise_stdout(result.stdout, str(folder), run_id))
+    golden.check(Path(goldens, "report.json"), normalise_json(report.read_text(), str(folder)))
+    golden.check(Path(goldens, "junit.xml"), normalise_junit(junit.read_text(), str(folder), run_id))
