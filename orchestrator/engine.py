@@ -122,7 +122,8 @@ class JobRunner(Greenlet):
             status = Status.INTERRUPTED
         elif outcome.timed_out:
             status = Status.ALLOWED if self.job.allow_failure else Status.TIMEOUT
-            reason = reason or f"timed out after {describe_seconds(self.job.timeout or 0)}"
+            if status is Status.ALLOWED:  # `timeout` says it for the others; their last line stays
+                reason = reason or f"timed out after {describe_seconds(self.job.timeout or 0)}"
         else:
             status = Status.ALLOWED if self.job.allow_failure else Status.FAILED
         return JobResult(
