@@ -57,7 +57,7 @@ _TYPE_NAMES = {
     TIMESTAMP: "a date",
 }
 
-_TOP_KEYS = ("version", "dotenv", "env", "resources", "defaults", "jobs")
+_TOP_KEYS = ("version", "env", "dotenv", "resources", "defaults", "jobs")
 _JOB_KEYS = (
     "run",
     "needs",
@@ -75,6 +75,39 @@ _JOB_KEYS = (
     "matrix",
 )
 _JOB_ONLY_KEYS = ("run", "needs", "matrix")
+# Names other tools use for our keys: a table points the right way where difflib would not
+# ("deps" is closer to "env" than to "needs"). A note follows where the meaning differs.
+_KEY_ALIASES: dict[str, tuple[str, str]] = {
+    "deps": ("needs", ""),
+    "depends_on": ("needs", ""),
+    "depends": ("needs", ""),
+    "dependencies": ("needs", ""),
+    "requires": ("needs", ""),
+    "after": ("needs", ""),
+    "cmd": ("run", ""),
+    "command": ("run", ""),
+    "script": ("run", ""),
+    "cmds": ("run", " (one command per job: a list under run: is one command's words; join steps with &&)"),
+    "commands": (
+        "run",
+        " (one command per job: a list under run: is one command's words; join steps with &&)",
+    ),
+    "dir": ("cwd", ""),
+    "workdir": ("cwd", ""),
+    "working_dir": ("cwd", ""),
+    "working_directory": ("cwd", ""),
+    "timeout_s": ("timeout", " (it takes 30s, 5m or a number of seconds)"),
+    "timeout_seconds": ("timeout", " (it takes 30s, 5m or a number of seconds)"),
+    "retry": ("retries", ""),
+    "environment": ("env", ""),
+    "vars": ("env", ""),
+    "variables": ("env", ""),
+    "desc": ("description", ""),
+    "tag": ("tags", ""),
+    "continue_on_error": ("allow_failure", ""),
+    "ignore_error": ("allow_failure", ""),
+    "ignore_errors": ("allow_failure", ""),
+}
 _DEFAULT_KEYS = tuple(key for key in _JOB_KEYS if key not in _JOB_ONLY_KEYS)
 
 _ENV_NAME = re.compile(r"[^=\0]+")
@@ -380,7 +413,7 @@ class _Reader:
                 self.path, 1, 1, "the job file is empty; it needs at least a jobs: mapping of job name to job"
             )
         top = self.entries(root, "the job file", "a mapping with a jobs: key")
-        self.check_keys(top, _TOP_KEYS, "at the top level")
+        self.check_keys(top, _TOP_KEYS, "at the top level", top["jobs"][1] if "jobs" in top else None)
         version = self.read_version(top["version"][1]) if "version" in top else 1
         file_env = self.read_env(top["env"][1], "env") if "env" in top else {}
         if "resources" in top:
@@ -441,6 +474,7 @@ class _Reader:
         shared_env = self.job_env(self.defaults.get("dotenv", {}), {})
         frozen_shared_env = frozen_map(shared_env)
         for name, (key, value) in entries.items():
+            self.check_not_misplaced(name, key, value, node)
             self.read_job(name, key, value, shared_env, frozen_shared_env)
 
     def job_env(self, dotenv: dict[str, str], own: dict[str, str]) -> dict[str, str]:
@@ -739,11 +773,47 @@ class _Reader:
 
     # -- checks -----------------------------------------------------------------------------
 
-    def check_keys(self, entries: dict, allowed: tuple[str, ...], where: str) -> None:
+    def check_keys(
+        self, entries: dict, allowed: tuple[str, ...], where: str, jobs: _Node | None = None
+    ) -> None:
+        """Every key is allowed here; `jobs` (at the top level) lets a job key that slipped
+        out of its job say which job it probably belongs to."""
         for name, (key, _) in entries.items():
-            if name not in allowed:
+            if name in allowed:
+                continue
+            meant, note = _KEY_ALIASES.get(name, (name, ""))
+            if meant in allowed:
+                hint = f'did you mean "{meant}"?{note}'
+            elif meant in _JOB_KEYS:
+                hint = self.misplaced_hint(name, key, jobs)
+            else:
                 hint = _suggest(name, allowed, "expected one of: " + ", ".join(allowed))
-                self.fail(key, f'unknown key "{name}" {where}; {hint}')
+            self.fail(key, f'unknown key "{name}" {where}; {hint}')
+
+    def misplaced_hint(self, name: str, key: _Node, jobs: _Node | None, how: str = "under that job") -> str:
+        """For a job key written too far out: the job just above it, where it likely belongs."""
+        meant = _KEY_ALIASES.get(name, (name, ""))[0]
+        rename = f" and call it {meant}" if meant != name else ""
+        above = None
+        if jobs is not None and jobs.kind == MAPPING:
+            before = [(k.mark.line, k.value) for k in jobs.value[::2] if k.mark.line < key.mark.line]
+            above = max(before)[1] if before else None
+        if above is None:
+            return f"{meant} is a job key: indent it under a job in jobs:{rename}"
+        return f'it probably belongs to the job above, "{above}": indent it {how}{rename}'
+
+    def check_not_misplaced(self, name: str, key: _Node, node: _Node, jobs: _Node) -> None:
+        """A job key directly under jobs: reads as a job of that name; say what happened."""
+        meant = _KEY_ALIASES.get(name, (name, ""))[0]
+        if meant not in _JOB_KEYS:
+            return
+        if node.kind == MAPPING and "run" in self.entries(node, f'job "{name}"', "a mapping"):
+            return  # a real job that happens to be called like a key
+        self.fail(
+            key,
+            f'"{name}" sits directly under jobs:, so it reads as a job named {name}; '
+            + self.misplaced_hint(name, key, jobs, "one level more"),
+        )
 
     def check_name(self, node: _Node, name: str, what: str) -> None:
         if not NAME_PATTERN.fullmatch(name):
