@@ -4,15 +4,68 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from orchestrator import __version__
+from orchestrator import __version__, discovery
 from orchestrator.errors import JobFileError, UsageError
-from orchestrator.model import parse_duration
+from orchestrator.model import JobFile, parse_duration
 from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, values
 
 EXIT_USAGE = 2
 DEFAULT_TABLE_FORMAT = "simple"
+# make's command-line variables: NAME=VALUE among the job names of `run`.
+VARIABLE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.DOTALL)
+
+FILE_HELP = f"""\
+the job file:
+  -f FILE names it; -f - reads it from stdin (relative paths then start in the current folder).
+  Otherwise the first of {", ".join(discovery.JOB_FILE_NAMES)}
+  in the current folder or the nearest parent folder that has one (as go-task and just do).
+  The older form `orchestrate COMMAND FILE ...` works too: a first argument ending in
+  .yml/.yaml is the job file.
+"""
+CHECK_EXIT_CODES = """\
+exit codes:
+  0    the job file is valid
+  2    the job file or the command line is invalid (one line: file:line:col: message)
+"""
+RUN_EXIT_CODES = """\
+exit codes:
+  0    every selected job succeeded (or was allowed to fail)
+  1    a job failed or timed out
+  2    the job file or the command line is invalid; nothing ran
+  124  the run's --timeout expired
+  129  stopped by SIGHUP; 130 interrupted (Ctrl-C); 143 stopped by SIGTERM
+"""
+TOP_EPILOG = f"""\
+examples:
+  orchestrate run                     run every job of ./orchestrate.yaml or ./jobs.yaml (or a parent's)
+  orchestrate run test -j4            run job test and what it needs, 4 jobs at once
+  orchestrate run -f ci.yaml --tag slow MODE=release
+  orchestrate list --tag slow         the jobs a selection would run, with their commands
+  orchestrate show 'build[ARCH=arm64]'
+  orchestrate completion bash > ~/.local/share/bash-completion/completions/orchestrate
+
+{FILE_HELP}
+{RUN_EXIT_CODES}"""
+RUN_EPILOG = f"""\
+examples:
+  orchestrate run                         every job of the job file found from here
+  orchestrate run build test              these jobs and everything they need
+  orchestrate run 'build[ARCH=arm64]'     one expansion of a matrix job (quote the brackets)
+  orchestrate run --tag ci --exclude slow-e2e
+  orchestrate run deploy ENV=staging      ENV=staging in every job's environment
+  orchestrate run jobs.yaml test          the older form: the file first
+
+variables:
+  NAME=VALUE words set NAME in every job's environment, above the file's dotenv, env,
+  defaults.env and a job's env, below matrix values and ORCHESTRATE_*.
+
+{FILE_HELP}
+{RUN_EXIT_CODES}"""
 
 
 def duration(text: str) -> float:
@@ -36,16 +89,154 @@ def process_count(text: str) -> int:
     return (os.cpu_count() or 1) if text == "auto" else positive_int(text)
 
 
+def _subcommand(
+    commands: Any, name: str, summary: str, epilog: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    return commands.add_parser(  # type: ignore[no-any-return]
+        name,
+        help=summary,
+        description=description or summary[0].upper() + summary[1:] + ".",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="the job file (- reads it from stdin); default: found from the current folder up",
+    )
+
+
+def _add_selection(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="JOB",
+        help=f"jobs to {what}, with what they need (a matrix name means every expansion; default: all jobs)",
+    )
+    parser.add_argument(
+        "-t",
+        "--tag",
+        action="append",
+        default=[],
+        help="only jobs with this tag, and what they need (repeatable)",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="JOB",
+        help="leave this job out and treat it as done for the jobs that need it, like make -o (repeatable)",
+    )
+    parser.add_argument(
+        "--exclude-tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="leave out the jobs with this tag, as --exclude does (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="orchestrate", description="Run a YAML file of shell jobs in parallel."
+        prog="orchestrate",
+        description="Run a YAML file of shell jobs in parallel.",
+        epilog=TOP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
 
-    run = commands.add_parser("run", help="run the named jobs and what they need (all jobs if none)")
-    run.add_argument("file", metavar="FILE")
-    run.add_argument("targets", nargs="*", metavar="JOB")
+    validate = _subcommand(
+        commands,
+        "validate",
+        "check the job file; exit 0, or 2 with file:line:col: message",
+        "examples:\n  orchestrate validate\n  orchestrate validate ci.yaml\n"
+        f"\n{FILE_HELP}\n{CHECK_EXIT_CODES}",
+    )
+    validate.add_argument("path", nargs="?", metavar="FILE", help="the job file (same as -f FILE)")
+    _add_file(validate)
+
+    listing = _subcommand(
+        commands,
+        "list",
+        "table of jobs: name, command, needs, resources, tags, description",
+        "examples:\n  orchestrate list\n  orchestrate list test --tag slow --table-format github\n"
+        f"  orchestrate list --names\n\n{FILE_HELP}\n{CHECK_EXIT_CODES}",
+    )
+    _add_file(listing)
+    _add_selection(listing, "list")
+    listing.add_argument(
+        "--table-format", default=DEFAULT_TABLE_FORMAT, help="any tabulate format (default simple)"
+    )
+    listing.add_argument("--names", action="store_true", help="only the job names, one a line")
+
+    graph = _subcommand(
+        commands,
+        "graph",
+        "the DAG as Graphviz dot or mermaid",
+        "examples:\n  orchestrate graph | dot -Tsvg > jobs.svg\n"
+        "  orchestrate graph package --format mermaid\n"
+        f"\n{FILE_HELP}\n{CHECK_EXIT_CODES}",
+    )
+    _add_file(graph)
+    _add_selection(graph, "draw")
+    graph.add_argument(
+        "--format", choices=("dot", "mermaid"), default="dot", help="Graphviz dot (default) or mermaid"
+    )
+
+    show = _subcommand(
+        commands,
+        "show",
+        "one job fully resolved: command, shell, cwd, environment, needs, limits",
+        "examples:\n  orchestrate show test\n  orchestrate show 'build[ARCH=arm64]' MODE=release\n"
+        "  orchestrate show build          every expansion of matrix job build\n"
+        f"\n{FILE_HELP}\n{CHECK_EXIT_CODES}",
+    )
+    _add_file(show)
+    show.add_argument(
+        "targets",
+        nargs="*",
+        metavar="JOB",
+        help="the jobs to show (a matrix name shows every expansion); NAME=VALUE as for run",
+    )
+
+    schema = _subcommand(
+        commands,
+        "schema",
+        "print a JSON Schema (draft 2020-12) of the job file, for editors",
+        "examples:\n  orchestrate schema > orchestrate.schema.json\n"
+        "  then, as the first line of the job file:\n"
+        "  # yaml-language-server: $schema=orchestrate.schema.json\n\nexit codes:\n  0    always\n",
+    )
+    del schema  # no arguments
+
+    completion = _subcommand(
+        commands,
+        "completion",
+        "print a shell completion script (subcommands, options, job names, tags)",
+        "examples:\n  source <(orchestrate completion bash)      # in ~/.bashrc\n"
+        "  orchestrate completion zsh > ~/.zfunc/_orchestrate\n"
+        "  orchestrate completion fish > ~/.config/fish/completions/orchestrate.fish\n\n"
+        "Job names and tags come from the job file found at the time of completion.\n\n"
+        "exit codes:\n  0    the script was printed\n",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+
+    # Hidden (no help=): the completion scripts call it with the words typed so far.
+    complete = commands.add_parser("__complete")
+    complete.add_argument("words", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _add_run(commands: Any) -> None:
+    run = _subcommand(commands, "run", "run the named jobs and what they need (all jobs if none)", RUN_EPILOG)
+    _add_file(run)
+    _add_selection(run, "run")
     run.add_argument(
         "-j", "--jobs", type=positive_int, help="at most N jobs at once (default: the CPU count)"
     )
@@ -60,13 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-fast", action="store_true", help="after a failure, terminate running jobs at once"
     )
     run.add_argument(
-        "-t",
-        "--tag",
-        action="append",
-        default=[],
-        help="only jobs with this tag, and what they need (repeatable)",
-    )
-    run.add_argument(
         "-n", "--dry-run", action="store_true", help="print the jobs that would run, in order; run nothing"
     )
     run.add_argument("--timeout", type=duration, help="limit for the whole run (exit 124 when it expires)")
@@ -78,16 +262,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         choices=values(OutputMode),
         default="grouped",
-        help="grouped (each job's output whole when it ends), stream (live, prefixed), failed, none",
+        help="grouped: each job's output whole when it ends (default); stream: live, lines "
+        "prefixed [job]; failed: only failed jobs' output; none",
     )
     run.add_argument(
         "--progress",
         choices=values(ProgressMode),
         default="auto",
-        help="tty (a status line), lines (a line per job start and end on stderr), none; "
-        "auto: tty on a terminal, lines when CI is set",
+        help="tty: a status line redrawn in place; lines: a line per job start and end on stderr; "
+        "none; auto (default): tty on a terminal, lines when CI is set",
     )
-    run.add_argument("--report", choices=("table", "none"), default="table")
+    run.add_argument(
+        "--report",
+        choices=("table", "none"),
+        default="table",
+        help="the summary table after the run (default) or none",
+    )
     run.add_argument(
         "--table-format", default=DEFAULT_TABLE_FORMAT, help="any tabulate format (default simple)"
     )
@@ -118,29 +308,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="colour the report (auto: on a terminal, unless NO_COLOR is set)",
     )
 
-    validate = commands.add_parser(
-        "validate", help="check the file; exit 0, or 2 with file:line:col: message"
-    )
-    validate.add_argument("file", metavar="FILE")
 
-    listing = commands.add_parser("list", help="table of jobs: name, needs, resources, tags, description")
-    listing.add_argument("file", metavar="FILE")
-    listing.add_argument("--table-format", default=DEFAULT_TABLE_FORMAT)
+def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's own parser, so its errors print its own usage."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
-    graph = commands.add_parser("graph", help="the DAG as Graphviz dot or mermaid")
-    graph.add_argument("file", metavar="FILE")
-    graph.add_argument("--format", choices=("dot", "mermaid"), default="dot")
-    return parser
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    own = subparsers(parser)[args.command]
+    takes_jobs = hasattr(args, "targets")
+    # Job names may come after options (`run -j 2 build`): argparse leaves them over.
+    if extra and (not takes_jobs or any(word.startswith("-") and word != "-" for word in extra)):
+        own.error(f"unrecognized arguments: {' '.join(extra)}")
+    if takes_jobs:
+        args.targets += extra
+    args.parser = own
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # Job names may come after options (`run FILE -j 2 build`): argparse leaves them over.
-    if args.command == "run" and not any(word.startswith("-") for word in extra):
-        args.targets += extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parse(argv)
     try:
         return COMMANDS[args.command](args)
     except JobFileError as error:
@@ -155,35 +347,108 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def load(path: str):
+def split_variables(words: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Job names and make-style NAME=VALUE words (a matrix selector's `=` is inside brackets)."""
+    names, variables = [], {}
+    for word in words:
+        match = VARIABLE.fullmatch(word)
+        if match:
+            variables[match["name"]] = match["value"]
+        else:
+            names.append(word)
+    return names, variables
+
+
+def source_and_targets(args: argparse.Namespace) -> tuple[discovery.JobSource, list[str]]:
+    return discovery.resolve(args.file, list(getattr(args, "targets", [])))
+
+
+def load(source: discovery.JobSource, variables: dict[str, str] | None = None) -> JobFile:
     from orchestrator.loader import load_for_process
 
-    return load_for_process(path)
+    return load_for_process(source.path, variables, source.data)
 
 
-def cmd_validate(args) -> int:
-    jobfile = load(args.file)
-    print(f"{args.file}: {len(jobfile.jobs)} jobs, ok")
+def selected(args: argparse.Namespace, jobfile: JobFile, targets: list[str]) -> list[str]:
+    from orchestrator.graph import select
+
+    return select(jobfile.jobs, targets, args.tag, args.exclude, args.exclude_tag)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    if args.path is not None and args.file is not None:
+        args.parser.error(f"give the job file once: -f {args.file} or {args.path}")
+    source = discovery.resolve(args.file if args.path is None else args.path, [])[0]
+    jobfile = load(source)
+    print(f"{source.path}: {len(jobfile.jobs)} jobs, ok")
     return 0
 
 
-def cmd_list(args) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     from orchestrator.report import render_job_list
 
-    print(render_job_list(load(args.file), _table_format(args.table_format)))
+    source, targets = source_and_targets(args)
+    jobfile = load(source)
+    names = selected(args, jobfile, targets)
+    if args.names:
+        print("\n".join(names))
+        return 0
+    print(render_job_list(jobfile, _table_format(args.table_format), names))
     return 0
 
 
-def cmd_graph(args) -> int:
+def cmd_graph(args: argparse.Namespace) -> int:
     from orchestrator.report import render_graph
 
-    print(render_graph(load(args.file), args.format))
+    source, targets = source_and_targets(args)
+    jobfile = load(source)
+    print(render_graph(jobfile, args.format, selected(args, jobfile, targets)), end="")
     return 0
 
 
-def cmd_run(args) -> int:
+def cmd_show(args: argparse.Namespace) -> int:
+    from orchestrator.graph import select
+    from orchestrator.report import render_job
+
+    source, words = source_and_targets(args)
+    targets, variables = split_variables(words)
+    if not targets:
+        args.parser.error("name the job to show, e.g. orchestrate show build (orchestrate list shows them)")
+    jobfile = load(source, variables)
+    names = select(jobfile.jobs, targets, with_needs=False)
+    print("\n\n".join(render_job(jobfile, jobfile.jobs[name]) for name in names))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from orchestrator.schema import job_file_schema
+
+    print(json.dumps(job_file_schema(), indent=2))
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from orchestrator.completion import script
+
+    print(script(args.shell), end="")
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from orchestrator.completion import candidates
+
+    words = args.words[1:] if args.words[:1] == ["--"] else args.words
+    print("\n".join(candidates(build_parser(), words)))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.run import OutputAbandoned, RunRequest, run
 
+    source, words = source_and_targets(args)
+    targets, variables = split_variables(words)
     if args.report_file or args.table_format != DEFAULT_TABLE_FORMAT:  # else spare importing tabulate
         from orchestrator.report import report_extension
 
@@ -191,9 +456,13 @@ def cmd_run(args) -> int:
         for path in args.report_file:
             _checked(report_extension, path)
     request = RunRequest(
-        file=args.file,
-        targets=args.targets,
+        file=source.path,
+        data=source.data,
+        targets=targets,
         tags=args.tag,
+        exclude=args.exclude,
+        exclude_tags=args.exclude_tag,
+        variables=variables,
         jobs=args.jobs,
         policy=FailurePolicy.KEEP_GOING
         if args.keep_going
@@ -229,7 +498,7 @@ def _table_format(name: str) -> str:
     return name
 
 
-def _checked(check, value) -> None:
+def _checked(check: Callable[[str], object], value: str) -> None:
     """Run one of report's checks on a command-line value; its ValueError is a usage error."""
     try:
         check(value)
@@ -237,7 +506,16 @@ def _checked(check, value) -> None:
         raise UsageError(str(error)) from None
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "graph": cmd_graph}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "list": cmd_list,
+    "graph": cmd_graph,
+    "show": cmd_show,
+    "schema": cmd_schema,
+    "completion": cmd_completion,
+    "__complete": cmd_complete,
+}
 
 
 if __name__ == "__main__":

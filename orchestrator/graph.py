@@ -10,13 +10,25 @@ from orchestrator.matrix import MatrixIndex
 from orchestrator.model import Job
 
 
-def select(jobs: Mapping[str, Job], targets: Iterable[str] = (), tags: Iterable[str] = ()) -> list[str]:
+def select(
+    jobs: Mapping[str, Job],
+    targets: Iterable[str] = (),
+    tags: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    exclude_tags: Iterable[str] = (),
+    with_needs: bool = True,
+) -> list[str]:
     """The named jobs (as `needs:` names them: a job, a matrix job's bare name for all its
     expansions, or a selector such as `test[OS=linux]`) and those with any of the tags, plus
-    everything they need; all jobs when neither is given. File order."""
+    everything they need; all jobs when neither is given. File order.
+
+    Excluded jobs (named, or with an excluded tag) are left out and their needs are not
+    pulled in through them: make's `-o`. A selected job that needs one treats it as done,
+    since Plan ignores needs outside the selection."""
     targets, tags = list(targets), set(tags)
+    excluded = _excluded(jobs, exclude, exclude_tags)
     if not targets and not tags:
-        return list(jobs)
+        return [name for name in jobs if name not in excluded]
     index = MatrixIndex.of((name, job.matrix) for name, job in jobs.items())
     wanted: list[str] = []
     for target in targets:
@@ -41,14 +53,27 @@ def select(jobs: Mapping[str, Job], targets: Iterable[str] = (), tags: Iterable[
                 f"no job has tag {', '.join(sorted(tags))} (tags in this file: {', '.join(known) or 'none'})"
             )
         wanted.extend(matching)
+    if not with_needs:
+        return [name for name in jobs if name in set(wanted) - excluded]
     selected: set[str] = set()
-    stack = wanted
+    stack = [name for name in wanted if name not in excluded]
     while stack:
         name = stack.pop()
         if name not in selected:
             selected.add(name)
-            stack.extend(jobs[name].needs)
+            stack.extend(need for need in jobs[name].needs if need not in excluded)
     return [name for name in jobs if name in selected]
+
+
+def _excluded(jobs: Mapping[str, Job], names: Iterable[str], tags: Iterable[str]) -> set[str]:
+    """The jobs `--exclude` and `--exclude-tag` name, resolved as targets and tags are."""
+    names, tags = list(names), list(tags)
+    excluded: set[str] = set()
+    if names:
+        excluded.update(select(jobs, names, with_needs=False))
+    if tags:
+        excluded.update(select(jobs, tags=tags, with_needs=False))
+    return excluded
 
 
 def order(jobs: Mapping[str, Job], names: Iterable[str]) -> list[str]:

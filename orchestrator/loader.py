@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import gc
+import io
 import itertools
 import json
 import math
@@ -29,7 +30,7 @@ from yaml.events import (
 )
 from yaml.resolver import Resolver
 
-from .errors import JobFileError
+from .errors import JobFileError, UsageError
 from .matrix import MatrixIndex, expansion_name
 from .model import NAME_PATTERN, Job, JobFile, Position, frozen_map, parse_duration
 
@@ -57,7 +58,7 @@ _TYPE_NAMES = {
     TIMESTAMP: "a date",
 }
 
-_TOP_KEYS = ("version", "env", "resources", "defaults", "jobs")
+_TOP_KEYS = ("version", "env", "dotenv", "resources", "defaults", "jobs")
 _JOB_KEYS = (
     "run",
     "needs",
@@ -66,6 +67,7 @@ _JOB_KEYS = (
     "retries",
     "retry_delay",
     "env",
+    "dotenv",
     "cwd",
     "allow_failure",
     "tags",
@@ -74,6 +76,39 @@ _JOB_KEYS = (
     "matrix",
 )
 _JOB_ONLY_KEYS = ("run", "needs", "matrix")
+# Names other tools use for our keys: a table points the right way where difflib would not
+# ("deps" is closer to "env" than to "needs"). A note follows where the meaning differs.
+_KEY_ALIASES: dict[str, tuple[str, str]] = {
+    "deps": ("needs", ""),
+    "depends_on": ("needs", ""),
+    "depends": ("needs", ""),
+    "dependencies": ("needs", ""),
+    "requires": ("needs", ""),
+    "after": ("needs", ""),
+    "cmd": ("run", ""),
+    "command": ("run", ""),
+    "script": ("run", ""),
+    "cmds": ("run", " (one command per job: a list under run: is one command's words; join steps with &&)"),
+    "commands": (
+        "run",
+        " (one command per job: a list under run: is one command's words; join steps with &&)",
+    ),
+    "dir": ("cwd", ""),
+    "workdir": ("cwd", ""),
+    "working_dir": ("cwd", ""),
+    "working_directory": ("cwd", ""),
+    "timeout_s": ("timeout", " (it takes 30s, 5m or a number of seconds)"),
+    "timeout_seconds": ("timeout", " (it takes 30s, 5m or a number of seconds)"),
+    "retry": ("retries", ""),
+    "environment": ("env", ""),
+    "vars": ("env", ""),
+    "variables": ("env", ""),
+    "desc": ("description", ""),
+    "tag": ("tags", ""),
+    "continue_on_error": ("allow_failure", ""),
+    "ignore_error": ("allow_failure", ""),
+    "ignore_errors": ("allow_failure", ""),
+}
 _DEFAULT_KEYS = tuple(key for key in _JOB_KEYS if key not in _JOB_ONLY_KEYS)
 
 _ENV_NAME = re.compile(r"[^=\0]+")
@@ -84,28 +119,34 @@ _NULL_WORDS = {"", "~", "null", "Null", "NULL"}  # what YAML 1.1 reads as null w
 SCALAR, LIST, MAPPING = "scalar", "list", "mapping"
 
 
-def load(path: str) -> JobFile:
-    """Read and validate the job file at `path`."""
-    return load_text(_read_bytes(path), path)
+def load(path: str, variables: Mapping[str, str] | None = None, data: bytes | None = None) -> JobFile:
+    """Read and validate the job file at `path` (or `data`, read from stdin, named `path`).
+
+    `variables` are the command line's NAME=VALUE words: every job's env gets them above
+    the file's layers and below its matrix values."""
+    return load_text(_read_bytes(path) if data is None else data, path, variables)
 
 
-def load_for_process(path: str) -> JobFile:
+def load_for_process(
+    path: str, variables: Mapping[str, str] | None = None, data: bytes | None = None
+) -> JobFile:
     """`load` for a command whose job file lives until the process ends: the loaded model
     is frozen out of the cyclic GC's sight, which would otherwise rescan 100,000 jobs at
     every full collection for the rest of the run."""
-    jobfile = load(path)
+    jobfile = load(path, variables, data)
     gc.freeze()
     return jobfile
 
 
-def load_text(data: bytes | str, path: str) -> JobFile:
-    """Validate job file contents; `path` names it in errors and anchors relative `cwd`s."""
+def load_text(data: bytes | str, path: str, variables: Mapping[str, str] | None = None) -> JobFile:
+    """Validate job file contents; `path` names it in errors and anchors relative `cwd`s
+    and dotenv files (a path without a folder, like `<stdin>`, anchors them in the current one)."""
     # The GC would rescan the growing node tree again and again: 5x slower on big files.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         root = _compose(_check_source(data, path), path)
-        return _Reader(path).read_file(root)
+        return _Reader(path, variables).read_file(root)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -116,16 +157,17 @@ def _read_bytes(path: str) -> bytes:
         with open(path, "rb") as stream:
             return stream.read(MAX_BYTES + 1)  # one byte more tells "too big" without reading all
     except IsADirectoryError:
-        problem = "is a directory; pass the path of a YAML job file"
+        problem = f"{path} is a directory; pass the path of a YAML job file"
     except FileNotFoundError:
-        problem = "no such file; pass the path of a YAML job file"
+        problem = f"no such file: {path}"
     except PermissionError:
-        problem = "permission denied: cannot read the job file"
+        problem = f"permission denied: cannot read {path}"
     except OSError as error:
-        problem = f"cannot read the job file: {error.strerror or error}"
+        problem = f"cannot read {path}: {error.strerror or error}"
     except ValueError as error:  # e.g. a NUL byte in the path
-        problem = f"cannot open the job file: {error}"
-    raise JobFileError(path, 1, 1, problem)
+        problem = f"cannot open {path!r}: {error}"
+    # No line or column: nothing of the file was read, so there is no spot to point at.
+    raise UsageError(problem)
 
 
 def _check_source(data: bytes | str, path: str) -> bytes | str:
@@ -333,9 +375,11 @@ class _Draft:
 class _Reader:
     """Walks the node tree along the schema, converting values and checking them at their node."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, variables: Mapping[str, str] | None = None):
         self.path = path
         self.directory = os.path.dirname(os.path.abspath(path))
+        self.variables = dict(variables or {})
+        self.dotenv_files: dict[str, dict[str, str]] = {}  # absolute path -> its values, read once
         self.visits = 0
         self.flattened: dict[int, dict] = {}  # id(mapping contents) -> entries: aliases read once
         self.plain_tags: dict[str, str] = {}
@@ -358,6 +402,7 @@ class _Reader:
             "tags": self.read_tags,
             "description": self.read_description,
             "shell": self.read_shell,
+            "dotenv": self.read_dotenv,
         }
 
     # -- the file -------------------------------------------------------------------------
@@ -368,12 +413,13 @@ class _Reader:
                 self.path, 1, 1, "the job file is empty; it needs at least a jobs: mapping of job name to job"
             )
         top = self.entries(root, "the job file", "a mapping with a jobs: key")
-        self.check_keys(top, _TOP_KEYS, "at the top level")
+        self.check_keys(top, _TOP_KEYS, "at the top level", top["jobs"][1] if "jobs" in top else None)
         version = self.read_version(top["version"][1]) if "version" in top else 1
         file_env = self.read_env(top["env"][1], "env") if "env" in top else {}
         if "resources" in top:
             self.declared = self.read_declared(top["resources"][1])
-        self.base_env = dict(file_env)
+        dotenv = self.read_dotenv(top["dotenv"][1], "the job file") if "dotenv" in top else {}
+        self.base_env = {**dotenv, **file_env}
         if "defaults" in top:
             self.read_defaults(top["defaults"][1])
         if "jobs" not in top:
@@ -424,11 +470,21 @@ class _Reader:
         entries = self.entries(node, "jobs", "a mapping of job name to job")
         if not entries:
             self.fail(node, "jobs is empty: add at least one job, e.g. test: {run: make test}")
-        shared_env = frozen_map(self.base_env)  # most jobs add nothing: share one mapping
+        # Most jobs add nothing to the environment: they share one mapping.
+        shared_env = self.job_env(self.defaults.get("dotenv", {}), {})
+        frozen_shared_env = frozen_map(shared_env)
         for name, (key, value) in entries.items():
-            self.read_job(name, key, value, shared_env)
+            self.check_not_misplaced(name, key, value, node)
+            self.read_job(name, key, value, shared_env, frozen_shared_env)
 
-    def read_job(self, name: str, key: _Node, node: _Node, shared_env) -> None:
+    def job_env(self, dotenv: dict[str, str], own: dict[str, str]) -> dict[str, str]:
+        """A job's environment below its matrix values: the file's dotenv and env and
+        defaults.env (in base_env), its own dotenv and env, then the command line's NAME=VALUE."""
+        return {**self.base_env, **dotenv, **own, **self.variables}
+
+    def read_job(
+        self, name: str, key: _Node, node: _Node, shared_env: dict[str, str], frozen_shared_env: Mapping
+    ) -> None:
         self.check_name(key, name, "job name")
         owner = f'job "{name}"'
         entries = self.entries(node, owner, "a mapping with a run: key")
@@ -436,19 +492,23 @@ class _Reader:
         if "run" not in entries:
             self.fail(key, f"{owner} has no run: give it a command, e.g. run: make test")
         fields = dict(self.defaults)
-        env = None
+        own_env = None
         for field, (_, value) in entries.items():
             if field == "env":
-                env = {**self.base_env, **self.read_env(value, f"env of {owner}")}
+                own_env = self.read_env(value, f"env of {owner}")
             elif field in self.field_readers:  # needs and matrix are read below
                 fields[field] = self.field_readers[field](value, owner)
+        dotenv = fields.pop("dotenv", {})  # the job's own, else the one of defaults
+        env = shared_env
+        if own_env is not None or "dotenv" in entries:
+            env = self.job_env(dotenv, own_env or {})
         needs = self.read_needs(entries["needs"][1], owner) if "needs" in entries else []
         fields["position"] = Position(key.mark.line + 1, key.mark.column + 1)
         if "matrix" in entries:
             axes = self.read_matrix(entries["matrix"][1], owner)
-            self.expand(name, fields, self.base_env if env is None else env, needs, axes)
+            self.expand(name, fields, env, needs, axes)
         else:
-            fields["env"] = shared_env if env is None else frozen_map(env)
+            fields["env"] = frozen_shared_env if env is shared_env else frozen_map(env)
             self.drafts[name] = _Draft(fields, needs)
             self.names.add(name, _EMPTY)
 
@@ -637,6 +697,60 @@ class _Reader:
             self.fail(node, f"{what} is empty; give a shell, e.g. shell: bash")
         return argv
 
+    def read_dotenv(self, node: _Node, owner: str) -> dict[str, str]:
+        """The variables of the listed KEY=VALUE files; a missing file is skipped (as go-task
+        does) and, as there, the first file that sets a variable wins."""
+        what = f"dotenv of {owner}"
+        values: dict[str, str] = {}
+        for item in self.items(node, what, "a list of files, e.g. [.env]"):
+            name = self.word(item, what)
+            if not name:
+                self.fail(item, f"an item of {what} is empty; give a file name, e.g. .env")
+            for variable, value in self.dotenv_file(item, name).items():
+                values.setdefault(variable, value)
+        return values
+
+    def dotenv_file(self, node: _Node, name: str) -> dict[str, str]:
+        path = os.path.normpath(os.path.join(self.directory, name))
+        found = self.dotenv_files.get(path)
+        if found is None:
+            shown = os.path.join(os.path.dirname(self.path), name)  # as the user would write it
+            found = self.dotenv_files[path] = self.parse_dotenv(node, path, shown)
+        return found
+
+    def parse_dotenv(self, node: _Node, path: str, shown: str) -> dict[str, str]:
+        from dotenv.main import resolve_variables
+        from dotenv.parser import parse_stream
+
+        try:
+            with open(path, encoding="utf-8") as stream:
+                text = stream.read()
+        except FileNotFoundError:
+            return {}
+        except UnicodeDecodeError:
+            self.fail(node, f"dotenv file {shown} is not UTF-8 text; save it as UTF-8")
+        except OSError as error:
+            self.fail(node, f"cannot read dotenv file {shown}: {error.strerror or error}")
+        pairs = []
+        for binding in parse_stream(io.StringIO(text)):
+            # A binding starts with the blank lines before it; its own line comes after them.
+            text = binding.original.string
+            line = binding.original.line + text[: len(text) - len(text.lstrip())].count("\n")
+            if binding.error:
+                raise JobFileError(
+                    shown,
+                    line,
+                    1,
+                    "cannot read this line as NAME=VALUE: quote a value holding spaces or #, "
+                    "and close every quote",
+                )
+            if binding.key is not None and binding.value is not None:  # a bare NAME sets nothing
+                if "\0" in binding.value:
+                    raise JobFileError(shown, line, 1, f"{binding.key} contains a NUL character")
+                pairs.append((binding.key, binding.value))
+        # ${NAME} expands from earlier lines of the file, then the caller's environment.
+        return {key: value or "" for key, value in resolve_variables(pairs, override=True).items()}
+
     def read_env(self, node: _Node, what: str) -> dict[str, str]:
         env = {}
         entries = self.entries(node, what, "a mapping of variable to value")
@@ -647,11 +761,47 @@ class _Reader:
 
     # -- checks -----------------------------------------------------------------------------
 
-    def check_keys(self, entries: dict, allowed: tuple[str, ...], where: str) -> None:
+    def check_keys(
+        self, entries: dict, allowed: tuple[str, ...], where: str, jobs: _Node | None = None
+    ) -> None:
+        """Every key is allowed here; `jobs` (at the top level) lets a job key that slipped
+        out of its job say which job it probably belongs to."""
         for name, (key, _) in entries.items():
-            if name not in allowed:
+            if name in allowed:
+                continue
+            meant, note = _KEY_ALIASES.get(name, (name, ""))
+            if meant in allowed:
+                hint = f'did you mean "{meant}"?{note}'
+            elif meant in _JOB_KEYS:
+                hint = self.misplaced_hint(name, key, jobs)
+            else:
                 hint = _suggest(name, allowed, "expected one of: " + ", ".join(allowed))
-                self.fail(key, f'unknown key "{name}" {where}; {hint}')
+            self.fail(key, f'unknown key "{name}" {where}; {hint}')
+
+    def misplaced_hint(self, name: str, key: _Node, jobs: _Node | None, how: str = "under that job") -> str:
+        """For a job key written too far out: the job just above it, where it likely belongs."""
+        meant = _KEY_ALIASES.get(name, (name, ""))[0]
+        rename = f" and call it {meant}" if meant != name else ""
+        above = None
+        if jobs is not None and jobs.kind == MAPPING:
+            before = [(k.mark.line, k.value) for k in jobs.value[::2] if k.mark.line < key.mark.line]
+            above = max(before)[1] if before else None
+        if above is None:
+            return f"{meant} is a job key: indent it under a job in jobs:{rename}"
+        return f'it probably belongs to the job above, "{above}": indent it {how}{rename}'
+
+    def check_not_misplaced(self, name: str, key: _Node, node: _Node, jobs: _Node) -> None:
+        """A job key directly under jobs: reads as a job of that name; say what happened."""
+        meant = _KEY_ALIASES.get(name, (name, ""))[0]
+        if meant not in _JOB_KEYS:
+            return
+        if node.kind == MAPPING and "run" in self.entries(node, f'job "{name}"', "a mapping"):
+            return  # a real job that happens to be called like a key
+        self.fail(
+            key,
+            f'"{name}" sits directly under jobs:, so it reads as a job named {name}; '
+            + self.misplaced_hint(name, key, jobs, "one level more"),
+        )
 
     def check_name(self, node: _Node, name: str, what: str) -> None:
         if not NAME_PATTERN.fullmatch(name):

@@ -6,16 +6,20 @@ import json
 import os
 import re
 import secrets
+import shlex
 import unicodedata
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from tabulate import tabulate, tabulate_formats
 
-from .model import JobFile
+from .model import Job, JobFile
 from .results import JobResult, RunSummary, Status
 
 LAST_OUTPUT_WIDTH = 80
+LIST_COMMAND_WIDTH = 60  # `orchestrate show JOB` prints it whole
 REPORT_EXTENSIONS = (".json", ".xml")
 GRAPH_FORMATS = ("dot", "mermaid")
 
@@ -143,25 +147,71 @@ def render_table(summary: RunSummary, table_format: str = "simple", color: bool 
     return f"{table}\n{summary.summary_line()}"
 
 
-def render_job_list(jobfile: JobFile, table_format: str = "simple") -> str:
-    """The table `orchestrate list` prints: name, needs, resources, tags, description."""
+def render_job_list(
+    jobfile: JobFile, table_format: str = "simple", names: Iterable[str] | None = None
+) -> str:
+    """The table `orchestrate list` prints: name, command, needs, resources, tags, description."""
     check_table_format(table_format)
+    jobs = jobfile.jobs.values() if names is None else [jobfile.jobs[name] for name in names]
     rows = [
         [
             terminal_safe(job.name),
+            _shorten(terminal_safe(_first_line(command_text(job))), LIST_COMMAND_WIDTH),
             terminal_safe(", ".join(job.needs)),
             terminal_safe(", ".join(_resource_text(*item) for item in job.resources.items())),
             terminal_safe(", ".join(job.tags)),
             terminal_safe(job.description),
         ]
-        for job in jobfile.jobs.values()
+        for job in jobs
     ]
     return tabulate(
         rows,
-        headers=["name", "needs", "resources", "tags", "description"],
+        headers=["name", "command", "needs", "resources", "tags", "description"],
         tablefmt=table_format,
         disable_numparse=True,
     )
+
+
+def command_text(job: Job) -> str:
+    """The command as written: a string as is, an argv as shell words."""
+    return shlex.join(job.run) if isinstance(job.run, tuple) else job.run
+
+
+def _first_line(text: str) -> str:
+    """One line for a table: a multi-line script shows its first line and an ellipsis."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0] + (" …" if len(lines) > 1 else "") if lines else ""
+
+
+def render_job(jobfile: JobFile, job: Job) -> str:
+    """`orchestrate show JOB`: one job as it will run, every default and layer applied."""
+    shell = "none: the list is the argv" if isinstance(job.run, tuple) else shlex.join(job.shell or ())
+    if not isinstance(job.run, tuple) and job.shell is None:
+        shell = "/bin/sh -c" + (" (not needed: exec'd directly)" if job.argv[0] != "/bin/sh" else "")
+    fields = [
+        ("job", job.name),
+        ("command", command_text(job)),
+        ("shell", shell),
+        ("cwd", job.cwd or jobfile.directory),
+        ("needs", ", ".join(job.needs) or "-"),
+        ("resources", ", ".join(_resource_text(*item) for item in job.resources.items()) or "-"),
+        ("timeout", format_duration(job.timeout) if job.timeout is not None else "none"),
+        (
+            "retries",
+            f"{job.retries}" + (f", {format_duration(job.retry_delay)} apart" if job.retries else ""),
+        ),
+        ("allow_failure", "yes" if job.allow_failure else "no"),
+        ("tags", ", ".join(job.tags) or "-"),
+        ("matrix", ", ".join(f"{key}={value}" for key, value in job.matrix.items()) or "-"),
+        ("description", job.description or "-"),
+        # inputs and outputs: the up-to-date issue adds them here.
+    ]
+    lines = [f"{label + ':':<15}{terminal_safe(value)}" for label, value in fields]
+    lines.append("env:           (from the file and the command line; the caller's environment is below it)")
+    lines += [f"  {terminal_safe(name)}={terminal_safe(value)}" for name, value in sorted(job.env.items())]
+    if not job.env:
+        lines.append("  (none)")
+    return "\n".join(lines)
 
 
 def _resource_text(name: str, units: int) -> str:
@@ -315,8 +365,12 @@ def _outcome_text(result: JobResult) -> str:
 # -- the job graph --------------------------------------------------------------------------
 
 
-def render_graph(jobfile: JobFile, fmt: str) -> str:
-    """The job DAG as Graphviz `dot` or `mermaid`, edges pointing from a need to its job."""
+def render_graph(jobfile: JobFile, fmt: str, names: Iterable[str] | None = None) -> str:
+    """The job DAG (or the part of it `names` selects) as Graphviz `dot` or `mermaid`,
+    edges pointing from a need to its job."""
+    if names is not None:
+        kept = set(names)
+        jobfile = replace(jobfile, jobs={name: job for name, job in jobfile.jobs.items() if name in kept})
     if fmt == "dot":
         return _render_dot(jobfile)
     if fmt == "mermaid":
@@ -325,7 +379,8 @@ def render_graph(jobfile: JobFile, fmt: str) -> str:
 
 
 def _edges(jobfile: JobFile) -> list[tuple[str, str]]:
-    return [(need, job.name) for job in jobfile.jobs.values() for need in job.needs]
+    # A need left out of the selection (--exclude) is drawn no more than it is run.
+    return [(need, job.name) for job in jobfile.jobs.values() for need in job.needs if need in jobfile.jobs]
 
 
 def _dot_id(name: str) -> str:

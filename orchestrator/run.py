@@ -49,6 +49,10 @@ class RunRequest:
     file: str
     targets: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)  # not run, and done for jobs that need them
+    exclude_tags: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)  # NAME=VALUE words: in every job's env
+    data: bytes | None = None  # the job file's contents when read from stdin (file is then "<stdin>")
     jobs: int | None = None
     policy: FailurePolicy = FailurePolicy.STOP
     dry_run: bool = False
@@ -70,8 +74,8 @@ def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
     """Run a job file as the command line asked; return the exit code."""
     stdout = stdout or sys.stdout
     make = jobserver.parse_makeflags(os.environ.get("MAKEFLAGS"))
-    jobfile = load_for_process(request.file)
-    names = graph.select(jobfile.jobs, request.targets, request.tags)
+    jobfile = load_for_process(request.file, request.variables, request.data)
+    names = graph.select(jobfile.jobs, request.targets, request.tags, request.exclude, request.exclude_tags)
     if request.dry_run or make.dry_run:  # `make -n` still runs `+` recipes: it means us too
         print_dry_run(jobfile, graph.order(jobfile.jobs, names), stdout)
         return 0

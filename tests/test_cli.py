@@ -30,10 +30,12 @@ def test_every_broken_file_is_one_clear_line_and_exit_2(name, capsys):
 
 
 def test_a_missing_file_and_a_directory_are_errors_not_tracebacks(tmp_path):
-    for path in (tmp_path / "missing.yaml", tmp_path):
+    for path, message in ((tmp_path / "missing.yaml", "no such file: "), (tmp_path, "")):
         result = run_cli("run", path)
-        assert result.returncode == 2 and result.stderr.startswith(f"{path}:1:1: ")
-        assert "Traceback" not in result.stderr
+        assert result.returncode == 2, result.stderr
+        # Nothing of the file was read: no made-up :1:1: position.
+        assert result.stderr.startswith(f"orchestrate: error: {message}{path}"), result.stderr
+        assert ":1:1:" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_version():

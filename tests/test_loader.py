@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from orchestrator import loader
-from orchestrator.errors import JobFileError
+from orchestrator.errors import JobFileError, UsageError
 from orchestrator.loader import load, load_text
 from orchestrator.model import Job, JobFile, Position, parse_duration
 
@@ -652,9 +652,9 @@ def test_load_errors_name_the_path(tmp_path):
 )
 def test_load_unreadable_paths(tmp_path, make, fragment):
     path = make(tmp_path / "jobs.yaml")
-    with pytest.raises(JobFileError) as caught:
+    with pytest.raises(UsageError) as caught:  # nothing was read: no line and column to give
         load(str(path))
-    assert fragment in caught.value.message and where(caught.value) == (1, 1)
+    assert fragment in str(caught.value) and str(path) in str(caught.value)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
@@ -662,15 +662,15 @@ def test_load_permission_denied(tmp_path):
     path = tmp_path / "jobs.yaml"
     path.write_text("jobs: {a: {run: make}}\n")
     path.chmod(0)
-    with pytest.raises(JobFileError) as caught:
+    with pytest.raises(UsageError) as caught:
         load(str(path))
-    assert "permission denied" in caught.value.message
+    assert "permission denied" in str(caught.value)
 
 
 def test_path_with_nul_byte():
-    with pytest.raises(JobFileError) as caught:
+    with pytest.raises(UsageError) as caught:
         load("jobs\0.yaml")
-    assert "cannot open" in caught.value.message
+    assert "cannot open" in str(caught.value)
 
 
 # -- the garbage collector and speed ----------------------------------------------------

@@ -454,9 +454,10 @@ def jobfile() -> JobFile:
 
 def test_job_list_table(jobfile):
     lines = render_job_list(jobfile).splitlines()
-    assert lines[0].split() == ["name", "needs", "resources", "tags", "description"]
+    assert lines[0].split() == ["name", "command", "needs", "resources", "tags", "description"]
     rows = {line.split()[0]: line for line in lines[2:]}
     assert list(rows) == list(jobfile.jobs)
+    assert "ruff check ." in rows["lint"] and "pytest -q" in rows["unit-tests.v2"]
     assert "fast" in rows["lint"] and "static checks" in rows["lint"]
     assert "heavy:2" in rows["build[ARCH=x86_64]"]
     assert "heavy, db" in rows["build[ARCH=arm64]"]
