@@ -140,6 +140,18 @@ def _add_selection(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def executor_target(text: str) -> str:
+    if text == "local":
+        return text
+    from orchestrator.executors.dask import parse_target
+
+    try:
+        parse_target(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrate",
@@ -291,6 +303,20 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--log-dir", help="where each job's output goes (default .orchestrate/logs beside FILE)")
     run.add_argument(
         "--processes", type=process_count, default=1, metavar="N|auto", help="run jobs in N worker processes"
+    )
+    run.add_argument(
+        "--executor",
+        type=executor_target,
+        default="local",
+        metavar="local|dask://HOST:PORT|dask-local:N",
+        help="where attempts run: here, on a Dask cluster, or on N local Dask workers",
+    )
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="pass this variable of yours to remote jobs (repeatable; local jobs get them all)",
     )
     run.add_argument(
         "--resume", action="store_true", help="rerun only the jobs that did not succeed last time"
@@ -455,6 +481,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _table_format(args.table_format)
         for path in args.report_file:
             _checked(report_extension, path)
+    if args.executor != "local" and args.processes > 1:
+        raise UsageError(
+            "--processes runs jobs in local worker processes; it does not combine with --executor"
+        )
     request = RunRequest(
         file=source.path,
         data=source.data,
@@ -482,6 +512,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         quiet=args.quiet,
         color=args.color,
+        executor=args.executor,
+        forward_env=args.env,
     )
     try:
         return run(request)

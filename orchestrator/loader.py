@@ -74,6 +74,7 @@ _JOB_KEYS = (
     "description",
     "shell",
     "matrix",
+    "host_resources",
 )
 _JOB_ONLY_KEYS = ("run", "needs", "matrix")
 # Names other tools use for our keys: a table points the right way where difflib would not
@@ -394,6 +395,7 @@ class _Reader:
         self.field_readers = {
             "run": self.read_run,
             "resources": self.read_resources,
+            "host_resources": self.read_host_resources,
             "timeout": self.read_timeout,
             "retries": self.read_retries,
             "retry_delay": self.read_retry_delay,
@@ -632,6 +634,16 @@ class _Reader:
             for name, (key, value) in entries.items():
                 units = self.integer(value, f'units of "{name}" in {what}', 1)
                 demand[name] = self.check_demand(key, value, name, units, owner)
+        return frozen_map(demand) if demand else _EMPTY
+
+    def read_host_resources(self, node: _Node, owner: str) -> Mapping[str, int]:
+        """What one worker host must offer (Dask worker resources); nothing to declare here."""
+        what = f"host_resources of {owner}"
+        entries = self.entries(node, what, "a mapping of name to units, e.g. {gpu: 1}")
+        demand = {
+            name: self.integer(value, f'units of "{name}" in {what}', 1)
+            for name, (_, value) in entries.items()
+        }
         return frozen_map(demand) if demand else _EMPTY
 
     def check_demand(self, name_node: _Node, units_node: _Node, name: str, units: int, owner: str) -> int:

@@ -94,6 +94,7 @@ class Job:
     run: str | tuple[str, ...]
     needs: tuple[str, ...] = ()
     resources: Mapping[str, int] = field(default_factory=frozen_map)
+    host_resources: Mapping[str, int] = field(default_factory=frozen_map)  # per worker host (Dask)
     timeout: float | None = None
     retries: int = 0
     retry_delay: float = 0.0

@@ -68,6 +68,8 @@ class RunRequest:
     resume: bool = False
     quiet: bool = False
     color: bool | str = "auto"  # auto, always or never (or a decided bool)
+    executor: str = "local"  # or dask://HOST:PORT, dask-local:N
+    forward_env: list[str] = field(default_factory=list)  # caller variables sent to remote jobs
 
 
 def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
@@ -133,7 +135,15 @@ def _execute(
     supervisor = Supervisor(run_id, request.kill_grace)
     supervisor.become_subreaper()
     base_env = slots.environment(os.environ)
-    executor = make_executor(request.processes, supervisor, slots.pass_fds, base_env)
+    executor = make_executor(
+        request.processes,
+        supervisor,
+        slots.pass_fds,
+        base_env,
+        request.executor,
+        request.forward_env,
+        slots.pool_size,
+    )
     reporter, listener = build_listeners(jobfile, names, request, make, run_id)
     config = EngineConfig(
         run_id=run_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from gevent.event import Event
@@ -29,9 +29,21 @@ class Executor(Protocol):
 
 
 def make_executor(
-    processes: int, supervisor: Supervisor, pass_fds: tuple[int, ...], base_env: Mapping[str, str]
+    processes: int,
+    supervisor: Supervisor,
+    pass_fds: tuple[int, ...],
+    base_env: Mapping[str, str],
+    target: str = "local",
+    forward_env: Sequence[str] = (),
+    slots: int = 1,
 ) -> Executor:
-    """Attempts in this process, or spread over `processes` worker processes."""
+    """Attempts in this process, spread over `processes` worker processes, or on a Dask
+    cluster (`target`), which gets only the caller's variables named in `forward_env`."""
+    if target != "local":
+        from orchestrator.executors.dask import DaskExecutor
+
+        forwarded = {name: base_env[name] for name in forward_env if name in base_env}
+        return DaskExecutor(target, supervisor.kill_grace, supervisor.run_id, forwarded, slots)
     if processes > 1:
         from orchestrator.executors.processes import ProcessPoolExecutor
 

@@ -1,0 +1,278 @@
+"""One attempt on a Dask worker: own session, output streamed back, timeout and stop applied there."""
+
+# Runs inside a Dask worker, a threaded asyncio program: no gevent here, and nothing from the
+# rest of orchestrator, so the executor can ship this module by value to workers that do not
+# have orchestrate installed.
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+CHUNK = 1 << 16
+FLUSH_SECONDS = 0.01  # output is sent at most this late; a chatty job costs few messages
+STOP_POLL_SECONDS = 0.5  # the stop watcher's long poll: a stop is seen at once, a cancel this late
+
+
+def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one attempt where Dask placed it; the result is a plain dict (see `_result`).
+
+    spec: argv, env (the file's layers, ORCHESTRATE_* and --env names), cwd, timeout,
+    kill_grace, topic and token (where output goes and under which name), stop (the name
+    of the distributed.Event the parent sets to stop this attempt)."""
+    from distributed import Event, get_client, get_worker
+
+    worker = get_worker()
+    task_key = worker.get_current_task()
+    stop = Event(spec["stop"], client=get_client())
+    started = time.monotonic()
+    send = _Sender(worker, spec["topic"], spec["token"])
+    env = {**os.environ, **spec["env"]}
+    try:
+        program = _find_program(spec["argv"][0], env, spec["cwd"])
+        process = subprocess.Popen(
+            [*_die_with_worker(), program, *spec["argv"][1:]],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=spec["cwd"],
+            start_new_session=True,
+        )
+    except OSError as error:
+        launch_error = [error.errno, error.strerror or str(error), str(error.filename or "")]
+        return _result(started, worker.address, launch_error=launch_error)
+    send.message("start", worker.address, socket.gethostname(), process.pid)
+    wake_read, wake_write = os.pipe()
+    finished = threading.Event()
+    watcher = threading.Thread(
+        target=_watch_for_stop,
+        args=(stop, worker, task_key, wake_write, finished),
+        name="orchestrate-stop-watch",
+        daemon=True,
+    )
+    watcher.start()
+    try:
+        outcome = _supervise(process, spec["timeout"], spec["kill_grace"], wake_read, send)
+    finally:
+        finished.set()
+        if process.returncode is None:  # this thread failed: never leave the group running
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+        os.close(wake_read)
+        send.flush()
+    _kill_leftovers(process.pid, spec["kill_grace"])
+    return _result(started, worker.address, chunks=send.count, **outcome)
+
+
+def _result(
+    started: float,
+    worker: str,
+    exit_code: int | None = None,
+    signal_number: int | None = None,
+    timed_out: bool = False,
+    stopped: bool = False,
+    reason: str = "",
+    launch_error: list[Any] | None = None,
+    chunks: int = 0,
+) -> dict[str, Any]:
+    return {
+        "exit_code": exit_code,
+        "signal": signal_number,
+        "timed_out": timed_out,
+        "stopped": stopped,
+        "reason": reason,
+        "launch_error": launch_error,  # [errno, strerror, filename]: the parent words it
+        "duration": time.monotonic() - started,
+        "host": socket.gethostname(),
+        "worker": worker,
+        "chunks": chunks,  # output messages sent, so the parent knows when it has them all
+    }
+
+
+class _Sender:
+    """Output to the parent as worker events on its topic: [kind, token, ...], buffered a
+    few milliseconds so a job printing line by line costs few messages."""
+
+    def __init__(self, worker: Any, topic: str, token: str):
+        self.worker, self.topic, self.token = worker, topic, token
+        self.buffer = bytearray()
+        self.first_buffered = 0.0
+        self.count = 0
+
+    def message(self, kind: str, *fields: Any) -> None:
+        self.worker.log_event(self.topic, [kind, self.token, *fields])
+
+    def output(self, data: bytes) -> None:
+        if not self.buffer:
+            self.first_buffered = time.monotonic()
+        self.buffer += data
+        if len(self.buffer) >= CHUNK:
+            self.flush()
+
+    def flush_due(self) -> float | None:
+        """Seconds until the buffer must go out; None when it is empty."""
+        if not self.buffer:
+            return None
+        return max(0.0, self.first_buffered + FLUSH_SECONDS - time.monotonic())
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.message("out", bytes(self.buffer))
+            self.count += 1
+            self.buffer.clear()
+
+
+def _supervise(
+    process: subprocess.Popen[bytes], timeout: float | None, grace: float, wake: int, send: _Sender
+) -> dict[str, Any]:
+    """Read output until the process exits; apply the timeout and stop (TERM, grace, KILL)."""
+    assert process.stdout is not None
+    pipe = process.stdout.fileno()
+    os.set_blocking(pipe, False)
+    exited = os.pidfd_open(process.pid)
+    selector = selectors.DefaultSelector()
+    for fd in (pipe, exited, wake):
+        selector.register(fd, selectors.EVENT_READ)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    kill_at: float | None = None  # after a TERM: when the grace ends
+    timed_out = stopped = signalled = False
+
+    def terminate() -> None:
+        nonlocal kill_at, signalled
+        if not signalled:
+            signalled = True
+            _signal_group(process.pid, signal.SIGTERM)
+            kill_at = time.monotonic() + grace
+
+    def kill() -> None:
+        nonlocal kill_at, signalled
+        signalled = True
+        kill_at = None
+        _signal_group(process.pid, signal.SIGKILL)
+
+    try:
+        while process.poll() is None:
+            timers = [kill_at] if kill_at is not None else [] if signalled or deadline is None else [deadline]
+            waits = [when - time.monotonic() for when in timers]
+            flush_in = send.flush_due()
+            if flush_in is not None:
+                waits.append(flush_in)
+            for key, _ in selector.select(max(0.0, min(waits)) if waits else None):
+                if key.fd == pipe:
+                    data = _read(pipe)
+                    if data:
+                        send.output(data)
+                    elif data == b"":
+                        selector.unregister(pipe)
+                elif key.fd == wake:
+                    selector.unregister(wake)
+                    stopped = not timed_out
+                    if os.read(wake, 1) == b"k":
+                        kill()
+                    else:
+                        terminate()
+            now = time.monotonic()
+            if deadline is not None and now >= deadline and not signalled:
+                timed_out = True
+                terminate()
+            if kill_at is not None and now >= kill_at:
+                kill()
+            if send.flush_due() == 0.0:
+                send.flush()
+        # What is already in the pipe, then stop: a background child still holding the pipe
+        # must not keep the attempt alive.
+        while data := _read(pipe):
+            send.output(data)
+    finally:
+        selector.close()
+        os.close(exited)
+        process.stdout.close()
+    code = process.returncode
+    return {
+        "exit_code": code if code >= 0 else None,
+        "signal_number": -code if code < 0 else None,
+        "timed_out": timed_out,
+        "stopped": stopped,
+    }
+
+
+def _read(pipe: int) -> bytes | None:
+    """What the pipe holds: b"" at end of file, None when nothing is there yet."""
+    try:
+        return os.read(pipe, CHUNK)
+    except BlockingIOError:
+        return None
+
+
+def _watch_for_stop(stop: Any, worker: Any, task_key: Any, wake: int, finished: threading.Event) -> None:
+    """Long-poll the stop event; wake the supervisor with b"s" (stop: TERM, grace, KILL) or
+    b"k" (kill now: the parent cancelled this task or the scheduler is gone)."""
+    try:
+        while not finished.is_set():
+            try:
+                if stop.wait(timeout=STOP_POLL_SECONDS):
+                    os.write(wake, b"s")
+                    return
+            except Exception:  # the scheduler is gone: nobody will take this attempt's result
+                os.write(wake, b"k")
+                return
+            task = worker.state.tasks.get(task_key)
+            if task is None or task.state not in ("executing", "long-running"):
+                os.write(wake, b"k")  # released: the parent cancelled it or went away
+                return
+    except OSError:
+        pass  # the supervisor closed the wake pipe: the attempt is over
+    finally:
+        os.close(wake)
+
+
+def _find_program(name: str, env: dict[str, str], cwd: str) -> str:
+    """The file exec would run, on the job's own PATH; the OSError exec would give if none.
+    (Checked here because the exec is setpriv's; a missing cwd is left to Popen to report.)"""
+    if not os.path.isdir(cwd):
+        return name
+    if "/" not in name:
+        found = shutil.which(name, path=env.get("PATH", os.defpath))
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        return found
+    path = os.path.join(cwd, name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
+    return name
+
+
+@functools.cache
+def _die_with_worker() -> tuple[str, ...]:
+    """A prefix that SIGKILLs the job if the worker thread that started it dies (a worker
+    killed outright) instead of leaving a job nobody watches: util-linux's setpriv, an exec
+    costing a millisecond where a preexec_fn would fork the whole worker (about 12 ms)."""
+    setpriv = shutil.which("setpriv")
+    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _kill_leftovers(pgid: int, grace: float) -> None:
+    """Processes the job left in its group: TERM now, KILL after the grace, off this thread."""
+    if _signal_group(pgid, signal.SIGTERM):
+        timer = threading.Timer(grace, _signal_group, (pgid, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
