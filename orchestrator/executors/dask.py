@@ -28,7 +28,7 @@ from orchestrator.model import Job
 from orchestrator.output import LogFile
 from orchestrator.process import OutputSink, ProcessResult, launch_error_reason
 
-CONNECT_SECONDS = 5.0
+CONNECT_SECONDS = 3.0
 STRAGGLER_SECONDS = 2.0  # after a result: how long output still in transit may take
 INSTALL_HINT = "pip install 'orchestrate[dask]'"
 
@@ -178,8 +178,6 @@ class DaskExecutor:
                 pass
         cluster, self.cluster = self.cluster, None
         if cluster is not None:
-            # Our own scheduler complains of the stop watchers' polls it cuts short: noise.
-            logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
             cluster.close(timeout=CONNECT_SECONDS)
 
     # -- what a worker is sent --
@@ -324,6 +322,7 @@ class DaskExecutor:
         """Its worker died: fail the attempt now, and keep Dask from running it again."""
         reason = f"worker {address} died" if state.worker == address else "no Dask worker left to run it"
         self._stop(state, cancel=True)
+        state.sink.write(f"--- {reason} ---\n".encode())  # the log says why the output ends here
         self._finish(state, ProcessResult(reason=reason, host=state.host))
 
     def _finish(self, state: _Attempt, result: ProcessResult) -> None:
@@ -386,9 +385,9 @@ def _import_distributed() -> Any:
         import distributed
     except ImportError:
         raise UsageError(f"the dask executor needs distributed: {INSTALL_HINT}") from None
-    # Dask's own warnings (a worker lost, a comm closed) would interleave with our report;
-    # what matters reaches the user as the attempt's reason.
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    # Dask logs a lost worker or scheduler with tracebacks, into our report; what matters
+    # reaches the user as the attempt's reason (`worker tcp://... died`) instead.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
     return distributed
 
 

@@ -1,0 +1,274 @@
+"""--executor dask: a real scheduler and two workers on 127.0.0.1, driven through the CLI."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import test_scenarios
+from conftest import alive, child, child_argv, run_cli
+from test_reliability import start_cli, wait_for
+
+pytest.importorskip("distributed")
+
+SCHEDULER = [sys.executable, "-m", "dask", "scheduler"]
+WORKER = [sys.executable, "-m", "dask", "worker"]
+WORKER_THREADS = 4
+STOP_SECONDS = 10
+
+
+class Cluster:
+    """`dask scheduler` and `dask worker` processes, each in a session of its own, stopped by pid."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.scheduler_file = folder / "scheduler.json"
+        self.processes: list[subprocess.Popen] = []
+        self.workers: list[subprocess.Popen] = []
+        self._start(
+            [*SCHEDULER, "--host", "127.0.0.1", "--port", "0", "--no-dashboard"],
+            "scheduler",
+            "--scheduler-file",
+        )
+        assert wait_for(self.scheduler_file.exists, 30), self.log("scheduler")
+        self.address = json.loads(self.scheduler_file.read_text())["address"]
+        self.target = "dask://" + self.address.removeprefix("tcp://")
+
+    def _start(self, argv, name, *more) -> subprocess.Popen:
+        with open(self.folder / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                [*argv, *more, self.scheduler_file],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+    def log(self, name) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def start_worker(self, *options) -> subprocess.Popen:
+        index = len(self.workers)
+        argv = [*WORKER, "--host", "127.0.0.1", "--nthreads", WORKER_THREADS, "--no-nanny"]
+        worker = self._start(
+            [*map(str, argv), "--no-dashboard", *options], f"worker{index}", "--scheduler-file"
+        )
+        self.workers.append(worker)
+        return worker
+
+    def wait_for_workers(self, count: int) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=30) as client:
+            client.wait_for_workers(count, timeout=60)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    running = Cluster(tmp_path_factory.mktemp("dask"))
+    try:
+        running.start_worker("--resources", "gpu=1")  # the only host offering a gpu
+        running.start_worker()
+        running.wait_for_workers(2)
+        yield running
+    finally:
+        running.stop()
+
+
+def report_of(path) -> dict:
+    return {job["name"]: job for job in json.loads(path.read_text())["jobs"]}
+
+
+# Every scenario folder, with the same expectations as locally: the scenarios' own test with
+# `--executor` added to its command line (so it stays the one reader of expect.yaml).
+@pytest.mark.slow
+@pytest.mark.parametrize("name", test_scenarios.scenario_names())
+def test_scenario_on_dask(name, cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        test_scenarios,
+        "run_cli",
+        lambda *args, **kwargs: run_cli(*args, "--executor", cluster.target, **kwargs),
+    )
+    test_scenarios.test_scenario(name, "1", tmp_path)
+
+
+def test_output_is_streamed_while_the_job_runs(cluster, tmp_path, write_jobs):
+    marker = tmp_path / "go"
+    command = child("print", "first", "sleep", 0.2, "print", "waiting")
+    command += f"; while [ ! -e {marker} ]; do sleep 0.05; done; echo last"
+    jobs = write_jobs(f"jobs:\n  talk: {{run: {json.dumps(command)}}}\n")
+    process = start_cli("run", jobs, "--executor", cluster.target, "--output", "stream")
+    lines = []
+    for line in process.stdout:  # the job cannot end before we have read its first lines
+        lines.append(line)
+        if "waiting" in line:
+            marker.touch()
+    assert process.wait(30) == 0, process.stderr.read()
+    assert lines[:3] == ["[talk] first\n", "[talk] waiting\n", "[talk] last\n"], lines
+    log = tmp_path / ".orchestrate" / "logs" / "talk.log"
+    assert log.read_text() == "first\nwaiting\nlast\n"
+
+
+def test_environment_is_the_workers_then_the_files_then_named_variables(cluster, tmp_path, write_jobs):
+    command = child("env", "FROM_FILE", "env", "SECRET", "env", "SHARED", "env", "ORCHESTRATE_JOB")
+    jobs = write_jobs(f"env: {{FROM_FILE: file}}\njobs:\n  show: {{run: {json.dumps(command)}}}\n")
+    result = run_cli(
+        "run", jobs, "--executor", cluster.target, "--env", "SHARED", env={"SECRET": "s3", "SHARED": "yes"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "FROM_FILE=file\nSECRET=\nSHARED=yes\nORCHESTRATE_JOB=show\n" in result.stdout
+
+
+def test_host_resources_cap_what_runs_at_once_on_a_host(cluster, tmp_path, write_jobs):
+    record = tmp_path / "record"
+    command = json.dumps(child("record", record, "sleep", 0.4))
+    jobs = write_jobs(
+        "jobs:\n"
+        + "".join(f"  gpu{i}: {{run: {command}, host_resources: {{gpu: 1}}}}\n" for i in range(3))
+        + "".join(f"  free{i}: {{run: {command}}}\n" for i in range(3))
+    )
+    result = run_cli("run", jobs, "--executor", cluster.target, "-j", "6")
+    assert result.returncode == 0, result.stdout + result.stderr
+    spans = {}
+    for line in record.read_text().splitlines():
+        event, name, at = line.split()
+        spans.setdefault(name, {})[event] = float(at)
+
+    def most_at_once(names):
+        edges = sorted((spans[n][e], 1 if e == "start" else -1) for n in names for e in ("start", "end"))
+        running = peak = 0
+        for _, step in sorted(edges, key=lambda edge: (edge[0], edge[1])):
+            running += step
+            peak = max(peak, running)
+        return peak
+
+    assert most_at_once([f"gpu{i}" for i in range(3)]) == 1, spans
+    assert most_at_once([f"free{i}" for i in range(3)]) > 1, spans  # the same jobs uncapped overlap
+
+
+def test_a_job_no_worker_can_host_fails_with_a_reason(cluster, tmp_path, write_jobs):
+    jobs = write_jobs("jobs:\n  big: {run: echo never, host_resources: {gpu: 2}}\n")
+    report = tmp_path / "report.json"
+    result = run_cli("run", jobs, "--executor", cluster.target, "--report-file", report)
+    assert result.returncode == 1
+    assert "no Dask worker offers host_resources gpu=2" in report_of(report)["big"]["reason"]
+
+
+def test_sigint_leaves_no_remote_process(cluster, tmp_path, write_jobs):
+    pids = [tmp_path / "calm.pid", tmp_path / "stubborn.pid"]
+    jobs = write_jobs(f"""jobs:
+  calm: {{run: {json.dumps(child("pidfile", pids[0], "sleep", 60))}}}
+  stubborn: {{run: {json.dumps(child("ignore-term", "pidfile", pids[1], "sleep", 60))}}}
+""")
+    process = start_cli("run", jobs, "--executor", cluster.target, "-j", "2", "--kill-grace", "1s")
+    assert wait_for(lambda: all(p.exists() and p.read_text() for p in pids), 30)
+    remote = [int(p.read_text()) for p in pids]
+    assert all(alive(pid) for pid in remote)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert wait_for(lambda: not any(alive(pid) for pid in remote), 10), remote
+
+
+def test_dask_local_runs_on_its_own_workers(tmp_path, write_jobs):
+    jobs = write_jobs(f"""jobs:
+  a: {{run: {json.dumps(child("print", "a"))}}}
+  b: {{run: {json.dumps(child("print", "b"))}, needs: [a]}}
+  c: {{run: {json.dumps(child("print", "c"))}, needs: [a]}}
+""")
+    report = tmp_path / "report.json"
+    result = run_cli("run", jobs, "--executor", "dask-local:2", "--report-file", report)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {name: job["status"] for name, job in report_of(report).items()} == dict.fromkeys("abc", "ok")
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_scheduler_is_a_usage_error(tmp_path, write_jobs):
+    jobs = write_jobs("jobs:\n  a: {run: echo never}\n")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    started = time.monotonic()
+    result = run_cli("run", jobs, "--executor", f"dask://127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"orchestrate: error: cannot reach the Dask scheduler at dask://127.0.0.1:{port}"
+    )
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - started < 20
+
+
+def test_without_distributed_the_dask_executor_is_a_usage_error(tmp_path, write_jobs):
+    blocker = tmp_path / "blocked" / "distributed"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")
+    jobs = write_jobs("jobs:\n  a: {run: echo never}\n")
+    result = run_cli("run", jobs, "--executor", "dask-local:1", env={"PYTHONPATH": str(blocker.parent)})
+    assert result.returncode == 2
+    assert "pip install 'orchestrate[dask]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_executor_reports_the_host_and_streams_output(cluster):
+    import gevent
+    from gevent.event import Event
+
+    from orchestrator.executors.dask import DaskExecutor
+    from orchestrator.model import Job
+
+    executor = DaskExecutor(cluster.target, kill_grace=1.0, run_id="unit")
+    try:
+        chunks = []
+        job = Job("hello", tuple(child_argv("print", "hi", "exit", 3)))
+        runner = gevent.spawn(executor.run_attempt, job, 1, {}, None, Event(), chunks.append)
+        result = runner.get(timeout=30)
+    finally:
+        executor.close()
+    assert (result.exit_code, result.host) == (3, socket.gethostname())
+    assert b"".join(chunks) == b"hi\n"
+
+
+# Last: it kills one of the module's workers (and starts another in its place).
+@pytest.mark.slow
+def test_a_worker_that_dies_fails_its_attempt_and_retries_apply(cluster, tmp_path, write_jobs):
+    pidfile = tmp_path / "victim.pid"
+    first = child("pidfile", pidfile, "sleep", 60)
+    command = f'if [ "$ORCHESTRATE_ATTEMPT" = 1 ]; then exec {first}; fi; echo second attempt ok'
+    jobs = write_jobs(f"jobs:\n  victim: {{run: {json.dumps(command)}, retries: 1}}\n")
+    report = tmp_path / "report.json"
+    process = start_cli("run", jobs, "--executor", cluster.target, "--report-file", report)
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text(), 30)
+    job_pid = int(pidfile.read_text())
+    worker = next(w for w in cluster.workers if w.pid == _parent_of(job_pid))
+    worker.kill()  # SIGKILL: no goodbye to the scheduler, as a crashed host
+    out, err = process.communicate(timeout=60)
+    cluster.start_worker()
+    assert process.returncode == 0, out + err
+    assert "Traceback" not in err
+    victim = report_of(report)["victim"]
+    assert (victim["status"], victim["attempts"]) == ("ok", 2)
+    log = (tmp_path / ".orchestrate" / "logs" / "victim.log").read_text()
+    assert "--- worker tcp://127.0.0.1:" in log and " died ---\n--- attempt 2 ---\nsecond attempt ok\n" in log
+    assert wait_for(lambda: not alive(job_pid), 10)  # the worker's death took its job along
+    cluster.wait_for_workers(2)
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rpartition(")")[2].split()[1])
