@@ -18,6 +18,11 @@ workload taking turns within a round; the table shows the median seconds, the ra
     a 2x2 matrix that the next job needs whole): `orchestrate validate FILE` and
     `orchestrate run FILE --dry-run` (stdout to /dev/null). Targets: < 5 s and < 600 MB.
 (e) workload (a) with `--processes 2`; its ratio is to make on (a).
+(g) 200 jobs of `true` and 200 of `sleep 0.05` on a two-worker Dask cluster started
+    beforehand (`dask scheduler` and two `dask worker --nthreads 4`: 8 slots, as -j8), with
+    `--executor dask://...`, against `--processes 2`; overhead per job = (median - the
+    ideal count x sleep / 8) / count. Also one `--executor dask-local:2` run of the `true`
+    jobs, which includes starting its cluster.
 (f) issue 3's zombie bound: 2000 jobs of `true` at -j8 while a thread of this script reads
     /proc/*/stat every ~5 ms and counts the orchestrate process's children (running or
     zombie) and its long-lived helpers (worker processes); with --processes 1 and 2.
@@ -425,6 +430,75 @@ def bench_big_file(tmp, count, rounds):
     return rows
 
 
+# ---------------------------------------------------------------- (g) Dask
+
+
+class DaskCluster:
+    """A scheduler and `workers` workers on 127.0.0.1, each with `threads` slots."""
+
+    def __init__(self, tmp, workers=2, threads=JOBS // 2):
+        self.file = os.path.join(tmp, "scheduler.json")
+        dask = [sys.executable, "-m", "dask"]
+        self.processes = [self._start([*dask, "scheduler", "--host", "127.0.0.1", "--port", "0"])]
+        for _ in range(workers):
+            argv = [*dask, "worker", "--host", "127.0.0.1", "--nthreads", str(threads), "--no-nanny"]
+            self.processes.append(self._start(argv))
+        from distributed import Client
+
+        with Client(scheduler_file=self.file, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=60)
+            self.target = "dask://" + client.scheduler.address.removeprefix("tcp://")
+
+    def _start(self, argv):
+        return subprocess.Popen(
+            [*argv, "--no-dashboard", "--scheduler-file", self.file],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def stop(self):
+        for process in reversed(self.processes):
+            stop_group(process)
+
+
+def bench_dask(tmp, count, rounds, sleep=0.05):
+    """(g) independent jobs on a two-worker Dask cluster against --processes 2."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return [Row("(g) Dask", "orchestrate --executor dask://", error="distributed not installed")]
+    rows = []
+    cluster = DaskCluster(tmp)
+    try:
+        for name, command, seconds in (("true", "true", 0.0), (f"sleep {sleep}", f"sleep {sleep}", sleep)):
+            directory = os.path.join(tmp, f"g-{name.replace(' ', '-')}")
+            os.makedirs(directory)
+            jobfile = write(
+                os.path.join(directory, "jobs.yaml"),
+                jobfile_lines((f"t{i}", f'run: "{command}"') for i in range(count)),
+            )
+
+            def runner(*extra, jobfile=jobfile):
+                logs = os.path.join(tmp, "logs-g")
+                return lambda r: measure(orchestrate_run(jobfile, logs, *extra), os.path.dirname(jobfile))
+
+            tools = {
+                "orchestrate --executor dask://": runner("--executor", cluster.target),
+                "orchestrate --processes 2": runner("--processes", "2"),
+            }
+            if seconds == 0.0:
+                tools["orchestrate --executor dask-local:2"] = runner("--executor", "dask-local:2")
+            ideal = count * seconds / JOBS
+            for row in run_rounds(f"(g) {count} x {name}", tools, rounds):
+                if row.median is not None:
+                    row.notes.append(f"overhead {(row.median - ideal) / count * 1000:.1f} ms/job")
+                rows.append(row)
+    finally:
+        cluster.stop()
+    return rows
+
+
 # ---------------------------------------------------------------- (f) zombie bound
 
 
@@ -567,6 +641,7 @@ def main():
         rows += bench_big_file(tmp, big, rounds)
         rows += bench_processes(tmp, jobfile, make_a, rounds)
         zombies = bench_zombies(tmp, trues)
+        rows += bench_dask(tmp, 200, rounds)
 
     print(
         tabulate(

@@ -27,12 +27,11 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
 
     spec: argv, env (the file's layers, ORCHESTRATE_* and --env names), cwd, timeout,
     kill_grace, topic and token (where output goes and under which name), stop (the name
-    of the distributed.Event the parent sets to stop this attempt)."""
-    from distributed import Event, get_client, get_worker
+    of the distributed.Event the parent sets to stop the run)."""
+    from distributed import get_worker
 
     worker = get_worker()
     task_key = worker.get_current_task()
-    stop = Event(spec["stop"], client=get_client())
     started = time.monotonic()
     send = _Sender(worker, spec["topic"], spec["token"])
     env = {**os.environ, **spec["env"]}
@@ -52,22 +51,16 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
         return _result(started, worker.address, launch_error=launch_error)
     send.message("start", worker.address, socket.gethostname(), process.pid)
     wake_read, wake_write = os.pipe()
-    finished = threading.Event()
-    watcher = threading.Thread(
-        target=_watch_for_stop,
-        args=(stop, worker, task_key, wake_write, finished),
-        name="orchestrate-stop-watch",
-        daemon=True,
-    )
-    watcher.start()
+    watch = _StopWatch.join(worker, spec["stop"], task_key, wake_write)
     try:
         outcome = _supervise(process, spec["timeout"], spec["kill_grace"], wake_read, send)
     finally:
-        finished.set()
+        watch.leave(task_key)  # before the pipe closes: the watch never writes to a reused fd
         if process.returncode is None:  # this thread failed: never leave the group running
             _signal_group(process.pid, signal.SIGKILL)
             process.wait()
         os.close(wake_read)
+        os.close(wake_write)
         send.flush()
     _kill_leftovers(process.pid, spec["kill_grace"])
     return _result(started, worker.address, chunks=send.count, **outcome)
@@ -174,9 +167,9 @@ def _supervise(
                     elif data == b"":
                         selector.unregister(pipe)
                 elif key.fd == wake:
-                    selector.unregister(wake)
-                    stopped = not timed_out
-                    if os.read(wake, 1) == b"k":
+                    orders = os.read(wake, 64)
+                    stopped = stopped or not timed_out
+                    if b"k" in orders:
                         kill()
                     else:
                         terminate()
@@ -213,26 +206,84 @@ def _read(pipe: int) -> bytes | None:
         return None
 
 
-def _watch_for_stop(stop: Any, worker: Any, task_key: Any, wake: int, finished: threading.Event) -> None:
-    """Long-poll the stop event; wake the supervisor with b"s" (stop: TERM, grace, KILL) or
-    b"k" (kill now: the parent cancelled this task or the scheduler is gone)."""
-    try:
-        while not finished.is_set():
-            try:
-                if stop.wait(timeout=STOP_POLL_SECONDS):
-                    os.write(wake, b"s")
+class _StopWatch:
+    """One per worker and run: long-polls the run's stop event and checks that the tasks
+    of the attempts it watches are still wanted, waking an attempt's supervisor through its
+    pipe with b"s" (stop: TERM, grace, KILL) or b"k" (kill now: the parent cancelled the
+    task, went away, or the scheduler did). One thread and one poll per worker, not per
+    attempt: a job of `true` must not pay for a thread and a round trip."""
+
+    def __init__(self, worker: Any, stop_name: str):
+        from distributed import Event, get_client
+
+        self.worker = worker
+        self.stop = Event(stop_name, client=get_client())  # type: ignore[no-untyped-call]
+        self.attempts: dict[Any, int] = {}  # task key -> the write end of its wake pipe
+        self.stopped = False
+        self.ended = False
+        thread = threading.Thread(target=self._run, name="orchestrate-stop-watch", daemon=True)
+        thread.start()
+
+    @classmethod
+    def join(cls, worker: Any, stop_name: str, task_key: Any, wake: int) -> _StopWatch:
+        watches, lock = _worker_watches(worker)
+        with lock:
+            watch = watches.get(stop_name)
+            if watch is None or watch.ended:
+                watch = watches[stop_name] = cls(worker, stop_name)
+            watch.attempts[task_key] = wake
+            if watch.stopped:
+                _wake(wake, b"s")
+            return watch
+
+    def leave(self, task_key: Any) -> None:
+        _, lock = _worker_watches(self.worker)
+        with lock:
+            self.attempts.pop(task_key, None)
+
+    def _run(self) -> None:
+        watches, lock = _worker_watches(self.worker)
+        idle_polls = 0
+        while True:
+            order = self._poll()
+            with lock:
+                for key, wake in list(self.attempts.items()):
+                    task = self.worker.state.tasks.get(key)
+                    if order == b"k" or task is None or task.state not in ("executing", "long-running"):
+                        _wake(wake, b"k")
+                        del self.attempts[key]
+                    elif order == b"s":
+                        _wake(wake, b"s")
+                idle_polls = idle_polls + 1 if not self.attempts else 0
+                if idle_polls >= 2 or order == b"k":
+                    self.ended = True
+                    if watches.get(self.stop.name) is self:
+                        del watches[self.stop.name]
                     return
-            except Exception:  # the scheduler is gone: nobody will take this attempt's result
-                os.write(wake, b"k")
-                return
-            task = worker.state.tasks.get(task_key)
-            if task is None or task.state not in ("executing", "long-running"):
-                os.write(wake, b"k")  # released: the parent cancelled it or went away
-                return
+
+    def _poll(self) -> bytes:
+        """b"s" when the run was just stopped, b"k" when the scheduler is gone, else b""."""
+        if self.stopped:
+            time.sleep(STOP_POLL_SECONDS)
+            return b""
+        try:
+            self.stopped = bool(self.stop.wait(timeout=STOP_POLL_SECONDS))
+        except Exception:  # the scheduler is gone: nobody will take these attempts' results
+            return b"k"
+        return b"s" if self.stopped else b""
+
+
+def _worker_watches(worker: Any) -> tuple[dict[str, _StopWatch], threading.Lock]:
+    """The watches live on the worker: tasks may each carry their own copy of this module."""
+    lock = worker.__dict__.setdefault("_orchestrate_watch_lock", threading.Lock())
+    return worker.__dict__.setdefault("_orchestrate_watches", {}), lock
+
+
+def _wake(fd: int, order: bytes) -> None:
+    try:
+        os.write(fd, order)
     except OSError:
-        pass  # the supervisor closed the wake pipe: the attempt is over
-    finally:
-        os.close(wake)
+        pass  # the pipe is full of orders already
 
 
 def _find_program(name: str, env: dict[str, str], cwd: str) -> str:

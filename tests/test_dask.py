@@ -33,9 +33,15 @@ class Cluster:
             "scheduler",
             "--scheduler-file",
         )
-        assert wait_for(self.scheduler_file.exists, 30), self.log("scheduler")
-        self.address = json.loads(self.scheduler_file.read_text())["address"]
+        assert wait_for(self._read_address, 30), self.log("scheduler")
         self.target = "dask://" + self.address.removeprefix("tcp://")
+
+    def _read_address(self) -> bool:
+        try:  # the scheduler may be halfway through writing it
+            self.address = json.loads(self.scheduler_file.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return True
 
     def _start(self, argv, name, *more) -> subprocess.Popen:
         with open(self.folder / f"{name}.log", "ab") as log:

@@ -42,7 +42,6 @@ class _Attempt:
     cwd: str
     sink: OutputSink
     log_file: LogFile | None
-    stop_name: str
     done: AsyncResult = field(default_factory=AsyncResult)
     future: Any = None
     worker: str | None = None  # set when the worker reports the process started
@@ -71,6 +70,7 @@ class DaskExecutor:
         kill_grace: float = 5.0,
         run_id: str = "",
         forwarded: Mapping[str, str] | None = None,
+        slots: int = 1,
     ):
         address, local_workers = parse_target(target)
         self.kill_grace = kill_grace
@@ -78,8 +78,11 @@ class DaskExecutor:
         self.forwarded = dict(forwarded or {})  # the caller's variables named with --env
         self.cwd = os.getcwd()
         distributed = _import_distributed()
-        self.cluster = _start_local_cluster(distributed, local_workers) if address is None else None
-        self.address = address or self.cluster.scheduler_address
+        self.cluster: Any = None
+        if address is None:
+            self.cluster = _start_local_cluster(distributed, local_workers, -(-slots // local_workers))
+            address = str(self.cluster.scheduler_address)
+        self.address = address
         self.client = _connect(distributed, self.address, target)
         # Workers need not have orchestrate installed: the remote module travels with the task.
         import cloudpickle
@@ -92,6 +95,8 @@ class DaskExecutor:
             raise UsageError(f"the Dask scheduler at {target} has no workers; start one with dask worker")
         self.attempts: dict[str, _Attempt] = {}
         self.ids = itertools.count(1)
+        self.stop_name = f"orchestrate-stop-{self.client.id}"  # set once, when the run stops
+        self.stop_set = False
         self.stop_linked = False
         self.closed = False
         self.inbox: deque[tuple[Any, ...]] = deque()
@@ -126,14 +131,7 @@ class DaskExecutor:
             except OSError as exc:
                 return ProcessResult(reason=f"cannot open log {log_path}: {exc.strerror}")
         token = f"{self.run_id}-{next(self.ids)}"
-        state = _Attempt(
-            token,
-            job.argv,
-            job.cwd or self.cwd,
-            OutputSink(log_file, on_output),
-            log_file,
-            f"orchestrate-{token}",
-        )
+        state = _Attempt(token, job.argv, job.cwd or self.cwd, OutputSink(log_file, on_output), log_file)
         if attempt > 1:
             state.sink.write(f"--- attempt {attempt} ---\n".encode())
         self.attempts[token] = state
@@ -148,10 +146,11 @@ class DaskExecutor:
             )
             state.future.add_done_callback(lambda future: self._on_done(token, future))
             if stop.is_set():
-                self._stop(state)
-            return state.done.get()
+                self._cancel(state)
+            result: ProcessResult = state.done.get()
+            return result
         except BaseException:  # this runner was killed: kill the remote process at once
-            self._stop(state, cancel=True)
+            self._cancel(state)
             raise
         finally:
             self._forget(state)
@@ -161,7 +160,9 @@ class DaskExecutor:
             return
         self.closed = True
         for state in list(self.attempts.values()):
-            self._stop(state, cancel=True)
+            self._cancel(state)
+        if self.stop_set:  # a set event stays on the scheduler until cleared
+            self._call(_clear_event, self.client, self.stop_name)
         self.calls.shutdown(wait=True)
         self._close_connections()
         self.watcher.stop()
@@ -194,7 +195,7 @@ class DaskExecutor:
             "kill_grace": self.kill_grace,
             "topic": self.topic,
             "token": state.token,
-            "stop": state.stop_name,
+            "stop": self.stop_name,
         }
 
     def _unmet(self, wanted: Mapping[str, int]) -> str:
@@ -321,7 +322,7 @@ class DaskExecutor:
     def _lose(self, state: _Attempt, address: str | None) -> None:
         """Its worker died: fail the attempt now, and keep Dask from running it again."""
         reason = f"worker {address} died" if state.worker == address else "no Dask worker left to run it"
-        self._stop(state, cancel=True)
+        self._cancel(state)
         state.sink.write(f"--- {reason} ---\n".encode())  # the log says why the output ends here
         self._finish(state, ProcessResult(reason=reason, host=state.host))
 
@@ -334,17 +335,20 @@ class DaskExecutor:
         state.done.set(result)
 
     def _stop_all(self) -> None:
+        """The run stops: every worker's watch TERMs its attempts; those not started yet are
+        cancelled so they never start."""
+        if not self.stop_set:
+            self.stop_set = True
+            self._call(_set_event, self.client, self.stop_name)
         for state in list(self.attempts.values()):
-            self._stop(state, cancel=state.worker is None)  # not started: it never will be
+            state.stop_sent = True
+            if state.worker is None:
+                self._cancel(state)
 
-    def _stop(self, state: _Attempt, cancel: bool = False) -> None:
-        """Set the attempt's stop event (TERM, grace, KILL on the worker); with `cancel`,
-        also release the task, which the worker sees as kill-now."""
-        if state.stop_sent and not cancel:
-            return
+    def _cancel(self, state: _Attempt) -> None:
+        """Release the attempt's task: a worker running it kills the process group at once."""
         state.stop_sent = True
-        self._call(_set_event, self.client, state.stop_name)
-        if cancel and state.future is not None:
+        if state.future is not None:
             self._call(state.future.cancel)
 
     def _call(self, function: Callable[..., Any], *args: Any) -> None:
@@ -357,20 +361,18 @@ class DaskExecutor:
         self.attempts.pop(state.token, None)
         if state.log_file is not None:
             state.log_file.close()
-        if state.stop_sent:  # a set event stays on the scheduler until cleared
-            self._call(_clear_event, self.client, state.stop_name)
 
 
 def _set_event(client: Any, name: str) -> None:
     from distributed import Event as DaskEvent
 
-    DaskEvent(name, client=client).set()
+    DaskEvent(name, client=client).set()  # type: ignore[no-untyped-call]
 
 
 def _clear_event(client: Any, name: str) -> None:
     from distributed import Event as DaskEvent
 
-    DaskEvent(name, client=client).clear()
+    DaskEvent(name, client=client).clear()  # type: ignore[no-untyped-call]
 
 
 def _quietly(function: Callable[..., Any], *args: Any) -> None:
@@ -391,11 +393,11 @@ def _import_distributed() -> Any:
     return distributed
 
 
-def _start_local_cluster(distributed: Any, workers: int) -> Any:
-    """N worker processes, one job at a time each; no dashboard."""
+def _start_local_cluster(distributed: Any, workers: int, threads: int) -> Any:
+    """N worker processes sharing the -j slots (a thread waits for each job); no dashboard."""
     return distributed.LocalCluster(
         n_workers=workers,
-        threads_per_worker=1,
+        threads_per_worker=threads,
         processes=True,
         dashboard_address=None,
         silence_logs=logging.ERROR,
