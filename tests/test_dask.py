@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import test_scenarios
@@ -101,16 +102,28 @@ def report_of(path) -> dict:
 
 
 # Every scenario folder, with the same expectations as locally: the scenarios' own test with
-# `--executor` added to its command line (so it stays the one reader of expect.yaml).
+# `--executor` added to its command line (so it stays the one reader of expect.yaml). Three
+# at a time: each run mostly waits (for Dask's import, the scheduler, its jobs' sleeps).
 @pytest.mark.slow
-@pytest.mark.parametrize("name", test_scenarios.scenario_names())
-def test_scenario_on_dask(name, cluster, tmp_path, monkeypatch):
+def test_every_scenario_runs_on_dask_as_locally(cluster, tmp_path, monkeypatch):
     monkeypatch.setattr(
         test_scenarios,
         "run_cli",
         lambda *args, **kwargs: run_cli(*args, "--executor", cluster.target, **kwargs),
     )
-    test_scenarios.test_scenario(name, "1", tmp_path)
+
+    def check(name: str) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        try:
+            test_scenarios.test_scenario(name, "1", folder)
+        except AssertionError as failure:
+            return f"{name}: {failure}"
+        return ""
+
+    with ThreadPoolExecutor(3) as pool:
+        failures = [failure for failure in pool.map(check, test_scenarios.scenario_names()) if failure]
+    assert not failures, "\n\n".join(failures)
 
 
 def test_output_is_streamed_while_the_job_runs(cluster, tmp_path, write_jobs):
@@ -248,6 +261,27 @@ def test_the_executor_reports_the_host_and_streams_output(cluster):
         executor.close()
     assert (result.exit_code, result.host) == (3, socket.gethostname())
     assert b"".join(chunks) == b"hi\n"
+
+
+@pytest.mark.slow
+def test_a_scheduler_that_goes_away_fails_the_run_and_its_jobs_die(tmp_path_factory, tmp_path, write_jobs):
+    doomed = Cluster(tmp_path_factory.mktemp("doomed"))
+    try:
+        doomed.start_worker()
+        doomed.wait_for_workers(1)
+        pidfile = tmp_path / "job.pid"
+        jobs = write_jobs(f"jobs:\n  long: {{run: {json.dumps(child('pidfile', pidfile, 'sleep', 60))}}}\n")
+        report = tmp_path / "report.json"
+        process = start_cli("run", jobs, "--executor", doomed.target, "--report-file", report)
+        assert wait_for(lambda: pidfile.exists() and pidfile.read_text(), 30)
+        doomed.processes[0].kill()  # the scheduler
+        out, err = process.communicate(timeout=60)
+    finally:
+        doomed.stop()
+    assert process.returncode == 1, out + err
+    assert "Traceback" not in err, err
+    assert report_of(report)["long"]["reason"] == f"lost the Dask scheduler at {doomed.address}"
+    assert wait_for(lambda: not alive(int(pidfile.read_text())), 10)  # its worker killed it
 
 
 # Last: it kills one of the module's workers (and starts another in its place).

@@ -88,11 +88,6 @@ class DaskExecutor:
         import cloudpickle
 
         cloudpickle.register_pickle_by_value(remote)
-        self.workers: dict[str, dict[str, float]] = {}  # address -> the resources it offers
-        self._update_workers(self.client.scheduler_info(n_workers=-1)["workers"])
-        if not self.workers:
-            self._close_connections()
-            raise UsageError(f"the Dask scheduler at {target} has no workers; start one with dask worker")
         self.attempts: dict[str, _Attempt] = {}
         self.ids = itertools.count(1)
         self.stop_name = f"orchestrate-stop-{self.client.id}"  # set once, when the run stops
@@ -106,7 +101,16 @@ class DaskExecutor:
         # Our own client id as the topic: the scheduler drops its events when we leave.
         self.topic = self.client.id
         self.client.subscribe_topic(self.topic, self._on_event)
-        self.client.subscribe_topic("all", self._on_cluster_event)
+        self.client.subscribe_topic("all", self._on_cluster_event)  # before the list: miss no death
+        self.workers: dict[str, dict[str, float]] = {}  # address -> the resources it offers
+        try:
+            self._update_workers(self.client.scheduler_info(n_workers=-1)["workers"])
+        except Exception as exc:
+            self.close()
+            raise UsageError(f"cannot ask the Dask scheduler at {target} for its workers: {exc}") from None
+        if not self.workers:
+            self.close()
+            raise UsageError(f"the Dask scheduler at {target} has no workers; start one with dask worker")
 
     # -- the Executor interface --
     def run_attempt(
@@ -165,8 +169,8 @@ class DaskExecutor:
             self._call(_clear_event, self.client, self.stop_name)
         self.calls.shutdown(wait=True)
         self._close_connections()
+        # Stopped, not closed: a Dask thread may still send() to it, harmlessly, until exit.
         self.watcher.stop()
-        self.watcher.close()
 
     def _close_connections(self) -> None:
         client, self.client = self.client, None
@@ -174,6 +178,9 @@ class DaskExecutor:
             try:
                 for topic in (self.topic, "all"):  # else the scheduler writes to a closed comm
                     client.unsubscribe_topic(topic)
+            except Exception:
+                pass
+            try:
                 client.close(timeout=CONNECT_SECONDS)
             except Exception:
                 pass
@@ -389,19 +396,25 @@ def _import_distributed() -> Any:
         raise UsageError(f"the dask executor needs distributed: {INSTALL_HINT}") from None
     # Dask logs a lost worker or scheduler with tracebacks, into our report; what matters
     # reaches the user as the attempt's reason (`worker tcp://... died`) instead.
-    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+    # Its configuration gives some loggers levels of their own: quiet each one.
+    for name in [*logging.root.manager.loggerDict, "distributed"]:
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     return distributed
 
 
 def _start_local_cluster(distributed: Any, workers: int, threads: int) -> Any:
     """N worker processes sharing the -j slots (a thread waits for each job); no dashboard."""
-    return distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=threads,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
+    try:
+        return distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )
+    except Exception as exc:
+        raise UsageError(f"cannot start a local Dask cluster: {type(exc).__name__}: {exc}") from None
 
 
 def _connect(distributed: Any, address: str, target: str) -> Any:
