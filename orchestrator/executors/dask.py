@@ -410,7 +410,10 @@ def _start_local_cluster(distributed: Any, workers: int, threads: int) -> Any:
             n_workers=workers,
             threads_per_worker=threads,
             processes=True,
+            host="127.0.0.1",
             dashboard_address=None,
+            # Its HTTP server starts even without a dashboard, on 8787 unless told otherwise.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.CRITICAL,
         )
     except Exception as exc:
