@@ -1,0 +1,151 @@
+"""Critical-path scheduling: expected durations, job priorities, the ready queue, the time left."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import statistics
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+SCHEDULES = ("critical", "file")
+UNIT = 1.0  # every job's duration when none is known: priorities are then depths (ninja 1.12)
+
+
+def expected_durations(names: Iterable[str], known: Mapping[str, float]) -> dict[str, float]:
+    """Each job's expected seconds: its own record, else the median of all records, else 1 unit."""
+    usable = {name: seconds for name, seconds in known.items() if seconds >= 0 and math.isfinite(seconds)}
+    fallback = statistics.median(usable.values()) if usable else UNIT
+    return {name: usable.get(name, fallback) for name in names}
+
+
+def priorities(
+    names: Sequence[str], dependents: Mapping[str, Sequence[str]], durations: Mapping[str, float]
+) -> dict[str, float]:
+    """Each job's longest expected remaining path: its own duration plus the longest path
+    among the jobs that need it. One pass in reverse topological order, O(jobs + needs)
+    (ninja #2443: a sort per event instead took 1.9 s on 93k edges). `dependents` holds
+    every name, each mapped to the selected jobs that need it."""
+    needs_left = dict.fromkeys(names, 0)
+    for name in names:
+        for dependent in dependents[name]:
+            needs_left[dependent] += 1
+    order = [name for name in names if needs_left[name] == 0]
+    for name in order:  # grows while it is walked: Kahn's algorithm
+        for dependent in dependents[name]:
+            needs_left[dependent] -= 1
+            if needs_left[dependent] == 0:
+                order.append(dependent)
+    if len(order) != len(names):
+        raise ValueError("dependency cycle among the selected jobs")
+    priority: dict[str, float] = {}
+    for name in reversed(order):
+        after = dependents[name]
+        priority[name] = durations[name] + (max([priority[d] for d in after]) if after else 0.0)
+    return priority
+
+
+class ReadyQueue(Protocol):
+    """Jobs that may start, waiting for a slot."""
+
+    def push(self, name: str, holding: bool = False) -> None: ...
+
+    def pop(self) -> str: ...
+
+    def __len__(self) -> int: ...
+
+
+class CriticalPathQueue:
+    """Longest expected remaining path first, equal paths in file order; O(log n) a job.
+
+    A job that already holds resource units (`holding`) goes before the others: its units
+    would otherwise sit idle while jobs queued behind it at the resource gate wait, however
+    urgent they are (priority inversion). Capacities bound how many jobs can be ahead so."""
+
+    def __init__(self, priority: Mapping[str, float], index: Mapping[str, int]):
+        self.priority = priority
+        self.index = index
+        self.heap: list[tuple[bool, float, int, str]] = []
+
+    def push(self, name: str, holding: bool = False) -> None:
+        heapq.heappush(self.heap, (not holding, -self.priority[name], self.index[name], name))
+
+    def pop(self) -> str:
+        return heapq.heappop(self.heap)[3]
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+
+class ArrivalQueue:
+    """`--schedule file`: first ready, first started, as make and ninja before 1.12 do."""
+
+    def __init__(self) -> None:
+        self.names: deque[str] = deque()
+
+    def push(self, name: str, holding: bool = False) -> None:
+        self.names.append(name)
+
+    def pop(self) -> str:
+        return self.names.popleft()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def ready_queue(schedule: str, priority: Mapping[str, float], index: Mapping[str, int]) -> ReadyQueue:
+    """The queue a `--schedule` value asks for."""
+    if schedule == "critical":
+        return CriticalPathQueue(priority, index)
+    if schedule == "file":
+        return ArrivalQueue()
+    raise ValueError(f"unknown schedule {schedule!r} (choose from {', '.join(SCHEDULES)})")
+
+
+def time_left(remaining_path: float, remaining_work: float, slots: int) -> float:
+    """The least time the rest of a run can take: neither its longest remaining chain nor
+    its remaining work spread over every slot can finish sooner."""
+    return max(remaining_path, remaining_work / max(1, slots), 0.0)
+
+
+class Forecast:
+    """The expected time left of a run, from the jobs that are ready, running and ended.
+
+    Every unfinished job is ready, running, or waits on an unfinished need, so the
+    longest remaining path starts at a ready or a running job: the top of a heap of ready
+    jobs (stale entries dropped lazily) and a scan of the running ones (at most -j)."""
+
+    def __init__(self, durations: Mapping[str, float], priority: Mapping[str, float], slots: int):
+        self.durations = durations
+        self.priority = priority
+        self.slots = slots
+        self.unfinished_work = math.fsum(durations.values())
+        self.running: dict[str, float] = {}  # name -> when it started
+        self.waiting: list[tuple[float, str]] = []  # (-priority, name) of ready jobs, some stale
+        self.left_waiting: set[str] = set()  # started or ended: their heap entries are stale
+
+    def job_ready(self, name: str) -> None:
+        heapq.heappush(self.waiting, (-self.priority[name], name))
+
+    def job_started(self, name: str, at: float) -> None:
+        self.left_waiting.add(name)
+        self.running[name] = at
+
+    def job_ended(self, name: str) -> None:
+        """Finished, skipped or cancelled: its work is no longer ahead."""
+        self.left_waiting.add(name)
+        self.running.pop(name, None)
+        self.unfinished_work -= self.durations[name]
+
+    def time_left(self, now: float) -> float:
+        while self.waiting and self.waiting[0][1] in self.left_waiting:
+            heapq.heappop(self.waiting)
+        path = -self.waiting[0][0] if self.waiting else 0.0
+        work = self.unfinished_work
+        for name, started in self.running.items():
+            expected = self.durations[name]
+            done = min(max(now - started, 0.0), expected)
+            path = max(path, self.priority[name] - done)
+            work -= done
+        return time_left(path, work, self.slots)
