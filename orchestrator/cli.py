@@ -9,7 +9,7 @@ import sys
 from orchestrator import __version__
 from orchestrator.errors import JobFileError, UsageError
 from orchestrator.model import parse_duration
-from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, values
+from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, Schedule, values
 
 EXIT_USAGE = 2
 DEFAULT_TABLE_FORMAT = "simple"
@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="tty (a status line), lines (a line per job start and end on stderr), none; "
         "auto: tty on a terminal, lines when CI is set",
+    )
+    run.add_argument(
+        "--schedule",
+        choices=values(Schedule),
+        default="critical",
+        help="which ready job starts first: critical (the longest expected chain of work after it, "
+        "from earlier runs' durations; by depth on a first run), file (the first ready, as make)",
     )
     run.add_argument("--report", choices=("table", "none"), default="table")
     run.add_argument(
@@ -205,6 +212,7 @@ def cmd_run(args) -> int:
         kill_grace=args.kill_grace,
         output=OutputMode(args.output),
         progress=ProgressMode(args.progress),
+        schedule=Schedule(args.schedule),
         report=args.report,
         table_format=args.table_format,
         report_files=args.report_file,

@@ -22,7 +22,7 @@ from orchestrator.listeners import Fanout, RunListener
 from orchestrator.loader import load_for_process
 from orchestrator.logs import LogStore
 from orchestrator.model import JobFile
-from orchestrator.options import FailurePolicy, OutputMode, ProgressMode
+from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, Schedule
 from orchestrator.output import Reporter
 from orchestrator.results import RunSummary, StopReason
 from orchestrator.supervisor import Supervisor
@@ -64,6 +64,7 @@ class RunRequest:
     resume: bool = False
     quiet: bool = False
     color: bool | str = "auto"  # auto, always or never (or a decided bool)
+    schedule: Schedule = Schedule.CRITICAL
 
 
 def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
@@ -142,6 +143,8 @@ def _execute(
         logs=LogStore(request.log_dir or os.path.join(jobfile.directory, ".orchestrate", "logs")),
         resumed=resumed,
         job_file=os.path.abspath(request.file),
+        schedule=request.schedule,
+        expected_durations={},  # issue 10: each job's recent successful seconds, from state.db
     )
     engine = Engine(graph.Plan(jobfile.jobs, names), executor, listener, config)
     try:

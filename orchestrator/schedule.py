@@ -9,7 +9,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
-SCHEDULES = ("critical", "file")
+from orchestrator.options import Schedule
+
 UNIT = 1.0  # every job's duration when none is known: priorities are then depths (ninja 1.12)
 
 
@@ -27,23 +28,34 @@ def priorities(
     among the jobs that need it. One pass in reverse topological order, O(jobs + needs)
     (ninja #2443: a sort per event instead took 1.9 s on 93k edges). `dependents` holds
     every name, each mapped to the selected jobs that need it."""
+    priority: dict[str, float] = {}
+    path_of = priority.__getitem__
+    for name in reversed(topological_order(names, dependents)):
+        after = dependents[name]
+        priority[name] = durations[name] + max(map(path_of, after)) if after else durations[name]
+    return priority
+
+
+def topological_order(names: Sequence[str], dependents: Mapping[str, Sequence[str]]) -> Sequence[str]:
+    """`names` with every job before the jobs that need it: the file order itself when it
+    already is one (needs are mostly written first; checking is 3x cheaper than sorting),
+    else Kahn's algorithm."""
+    position = {name: i for i, name in enumerate(names)}
+    if all(position[after] > i for i, name in enumerate(names) for after in dependents[name]):
+        return names
     needs_left = dict.fromkeys(names, 0)
     for name in names:
-        for dependent in dependents[name]:
-            needs_left[dependent] += 1
+        for after in dependents[name]:
+            needs_left[after] += 1
     order = [name for name in names if needs_left[name] == 0]
-    for name in order:  # grows while it is walked: Kahn's algorithm
-        for dependent in dependents[name]:
-            needs_left[dependent] -= 1
-            if needs_left[dependent] == 0:
-                order.append(dependent)
+    for name in order:  # grows while it is walked
+        for after in dependents[name]:
+            needs_left[after] -= 1
+            if needs_left[after] == 0:
+                order.append(after)
     if len(order) != len(names):
         raise ValueError("dependency cycle among the selected jobs")
-    priority: dict[str, float] = {}
-    for name in reversed(order):
-        after = dependents[name]
-        priority[name] = durations[name] + (max([priority[d] for d in after]) if after else 0.0)
-    return priority
+    return order
 
 
 class ReadyQueue(Protocol):
@@ -94,13 +106,11 @@ class ArrivalQueue:
         return len(self.names)
 
 
-def ready_queue(schedule: str, priority: Mapping[str, float], index: Mapping[str, int]) -> ReadyQueue:
-    """The queue a `--schedule` value asks for."""
-    if schedule == "critical":
-        return CriticalPathQueue(priority, index)
-    if schedule == "file":
+def ready_queue(schedule: Schedule, priority: Mapping[str, float], index: Mapping[str, int]) -> ReadyQueue:
+    """The queue a `--schedule` choice asks for."""
+    if schedule is Schedule.FILE:
         return ArrivalQueue()
-    raise ValueError(f"unknown schedule {schedule!r} (choose from {', '.join(SCHEDULES)})")
+    return CriticalPathQueue(priority, index)
 
 
 def time_left(remaining_path: float, remaining_work: float, slots: int) -> float:

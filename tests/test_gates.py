@@ -82,3 +82,18 @@ def test_a_killed_waiter_gives_back_its_place():
 def test_over_capacity_demand_is_refused():
     with pytest.raises(ValueError):
         ResourceGate({"r": 1}).acquire({"r": 2})
+
+
+def test_try_acquire_takes_free_units_at_once_but_never_past_a_waiter():
+    gate = ResourceGate({"r": 2, "s": 1})
+    assert gate.try_acquire({"r": 1})
+    assert gate.free == {"r": 1, "s": 1}
+    big = gevent.spawn(gate.acquire, {"r": 2})
+    gevent.sleep(0)
+    assert not gate.try_acquire({"r": 1})  # free, but reserved by the earlier big demand
+    assert gate.try_acquire({"s": 1})  # nobody waits for s
+    assert not gate.try_acquire({"s": 1}) and not gate.try_acquire({"unknown": 1})
+    assert gate.free == {"r": 1, "s": 0}
+    gate.release({"r": 1})
+    big.join(1)
+    assert big.successful() and gate.free["r"] == 0
