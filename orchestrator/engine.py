@@ -166,14 +166,10 @@ class Engine:
         self.gate = ResourceGate(config.capacities)
         self.pool = Pool(max(1, config.jobs))
         self.admissions = Group()  # greenlets waiting at the resource gate
-        self.durations = expected_durations(plan.names, config.expected_durations)
-        for name in config.resumed:
-            self.durations[name] = 0.0  # done already: it will not delay what comes after
-        self.priority = (
-            priorities(plan.names, plan.dependents, self.durations)
-            if config.schedule is Schedule.CRITICAL
-            else {}
-        )
+        self.priority: dict[str, float] = {}
+        if config.schedule is Schedule.CRITICAL:
+            durations = expected_durations(plan.names, config.expected_durations, config.resumed)
+            self.priority = priorities(plan.names, plan.dependents, durations)
         # Jobs with their resources, waiting for a slot.
         self.waiting: ReadyQueue = ready_queue(config.schedule, self.priority, plan.index)
         self.results: dict[str, AsyncResult] = {name: AsyncResult() for name in plan.names}

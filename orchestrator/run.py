@@ -7,9 +7,10 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, Any
 
 import gevent
@@ -25,6 +26,7 @@ from orchestrator.model import JobFile
 from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, Schedule
 from orchestrator.output import Reporter
 from orchestrator.results import RunSummary, StopReason
+from orchestrator.schedule import Forecast
 from orchestrator.supervisor import Supervisor
 
 SIGNAL_STOPS = {
@@ -131,7 +133,13 @@ def _execute(
     supervisor.become_subreaper()
     base_env = slots.environment(os.environ)
     executor = make_executor(request.processes, supervisor, slots.pass_fds, base_env)
-    reporter, listener = build_listeners(jobfile, names, request, make, run_id)
+    known: dict[str, float] = {}  # issue 10: each job's recent successful seconds, from state.db
+    plan = graph.Plan(jobfile.jobs, names)
+
+    def forecast() -> Forecast:
+        return Forecast.for_plan(plan.names, plan.dependents, known, resumed, slots.pool_size)
+
+    reporter, listener = build_listeners(jobfile, names, request, make, run_id, forecast if known else None)
     config = EngineConfig(
         run_id=run_id,
         jobs=slots.pool_size,
@@ -144,9 +152,9 @@ def _execute(
         resumed=resumed,
         job_file=os.path.abspath(request.file),
         schedule=request.schedule,
-        expected_durations={},  # issue 10: each job's recent successful seconds, from state.db
+        expected_durations=known,
     )
-    engine = Engine(graph.Plan(jobfile.jobs, names), executor, listener, config)
+    engine = Engine(plan, executor, listener, config)
     try:
         with stop_on_signals(engine, listener):
             summary = engine.run()
@@ -158,16 +166,29 @@ def _execute(
 
 
 def build_listeners(
-    jobfile: JobFile, names: list[str], request: RunRequest, make: jobserver.MakeFlags, run_id: str
+    jobfile: JobFile,
+    names: list[str],
+    request: RunRequest,
+    make: jobserver.MakeFlags,
+    run_id: str,
+    forecast: Callable[[], Forecast] | None = None,
 ) -> tuple[Reporter, RunListener]:
     """The reporter (the only writer to the terminal) and everything else that observes the
-    run, behind one fan-out."""
+    run, behind one fan-out. `forecast` makes the time left for the status line."""
     output = OutputMode.FAILED if request.quiet and request.output is OutputMode.GROUPED else request.output
     progress = terminal.progress_mode(request.progress, sys.stdout, request.quiet, make.in_parallel_make)
-    status = terminal.StatusLine(len(names)) if progress is ProgressMode.TTY else None
+    listeners: list[RunListener] = []
+    status = None
+    if progress is ProgressMode.TTY:
+        time_left = None
+        if forecast is not None:
+            left = forecast()
+            listeners.append(left)
+            time_left = partial(_time_left_now, left)
+        status = terminal.StatusLine(len(names), time_left=time_left)
     github = os.environ.get("GITHUB_ACTIONS") == "true"
     reporter = Reporter(output, status=status, github_groups=github)
-    listeners: list[RunListener] = [reporter]
+    listeners.insert(0, reporter)
     if status is not None:
         listeners.append(status)
     if progress is ProgressMode.LINES:
@@ -175,6 +196,10 @@ def build_listeners(
     start = state.start_record(run_id, time.time(), jobfile.jobs, names)
     listeners.append(state.History(state.history_path(request.file), start))
     return reporter, Fanout(listeners)
+
+
+def _time_left_now(forecast: Forecast) -> float:
+    return forecast.time_left(time.time())  # the engine's events carry time.time()
 
 
 @contextmanager

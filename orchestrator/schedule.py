@@ -9,16 +9,25 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from orchestrator.listeners import RunListener
 from orchestrator.options import Schedule
+from orchestrator.results import JobResult
 
 UNIT = 1.0  # every job's duration when none is known: priorities are then depths (ninja 1.12)
 
 
-def expected_durations(names: Iterable[str], known: Mapping[str, float]) -> dict[str, float]:
-    """Each job's expected seconds: its own record, else the median of all records, else 1 unit."""
+def expected_durations(
+    names: Iterable[str], known: Mapping[str, float], resumed: Iterable[str] = ()
+) -> dict[str, float]:
+    """Each job's expected seconds: its own record, else the median of all records, else 1
+    unit; a job `--resume` skips takes none."""
     usable = {name: seconds for name, seconds in known.items() if seconds >= 0 and math.isfinite(seconds)}
     fallback = statistics.median(usable.values()) if usable else UNIT
-    return {name: usable.get(name, fallback) for name in names}
+    durations = {name: usable.get(name, fallback) for name in names}
+    for name in resumed:
+        if name in durations:
+            durations[name] = 0.0
+    return durations
 
 
 def priorities(
@@ -119,8 +128,8 @@ def time_left(remaining_path: float, remaining_work: float, slots: int) -> float
     return max(remaining_path, remaining_work / max(1, slots), 0.0)
 
 
-class Forecast:
-    """The expected time left of a run, from the jobs that are ready, running and ended.
+class Forecast(RunListener):
+    """The expected time left of a run, from the jobs that are ready, running and finished.
 
     Every unfinished job is ready, running, or waits on an unfinished need, so the
     longest remaining path starts at a ready or a running job: the top of a heap of ready
@@ -133,22 +142,36 @@ class Forecast:
         self.unfinished_work = math.fsum(durations.values())
         self.running: dict[str, float] = {}  # name -> when it started
         self.waiting: list[tuple[float, str]] = []  # (-priority, name) of ready jobs, some stale
-        self.left_waiting: set[str] = set()  # started or ended: their heap entries are stale
+        self.left_waiting: set[str] = set()  # started or finished: their heap entries are stale
 
-    def job_ready(self, name: str) -> None:
+    @classmethod
+    def for_plan(
+        cls,
+        names: Sequence[str],
+        dependents: Mapping[str, Sequence[str]],
+        known: Mapping[str, float],
+        resumed: Iterable[str],
+        slots: int,
+    ) -> Forecast:
+        """A forecast of the selected jobs from the durations known of earlier runs."""
+        durations = expected_durations(names, known, resumed)
+        return cls(durations, priorities(names, dependents, durations), slots)
+
+    def job_ready(self, name: str, at: float) -> None:
         heapq.heappush(self.waiting, (-self.priority[name], name))
 
-    def job_started(self, name: str, at: float) -> None:
+    def job_started(self, name: str, slot: int, at: float) -> None:
         self.left_waiting.add(name)
         self.running[name] = at
 
-    def job_ended(self, name: str) -> None:
-        """Finished, skipped or cancelled: its work is no longer ahead."""
-        self.left_waiting.add(name)
-        self.running.pop(name, None)
-        self.unfinished_work -= self.durations[name]
+    def job_finished(self, result: JobResult) -> None:
+        """Ran, skipped, cancelled or resumed: its work is no longer ahead."""
+        self.left_waiting.add(result.name)
+        self.running.pop(result.name, None)
+        self.unfinished_work -= self.durations[result.name]
 
     def time_left(self, now: float) -> float:
+        """Expected seconds until the run ends, `now` on the clock of the events' `at`."""
         while self.waiting and self.waiting[0][1] in self.left_waiting:
             heapq.heappop(self.waiting)
         path = -self.waiting[0][0] if self.waiting else 0.0

@@ -1,6 +1,7 @@
 """Critical-path scheduling: durations, priorities, the ready queue, the time left, the engine's order."""
 
 import heapq
+import itertools
 import time
 
 import pytest
@@ -9,10 +10,10 @@ from fakes import FakeExecutor, jobs_of, make_engine
 
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.graph import Plan
-from orchestrator.listeners import RunListener
+from orchestrator.listeners import Fanout, RunListener
 from orchestrator.model import Job
 from orchestrator.options import Schedule
-from orchestrator.results import Status
+from orchestrator.results import JobResult, Status
 from orchestrator.schedule import (
     ArrivalQueue,
     CriticalPathQueue,
@@ -22,6 +23,7 @@ from orchestrator.schedule import (
     ready_queue,
     time_left,
 )
+from orchestrator.terminal import StatusLine
 
 
 def job(name, needs=(), **fields):
@@ -222,12 +224,16 @@ def forecast_for(plan, durations, slots):
     return Forecast(durations, priorities_of(plan, durations), slots)
 
 
+def ended(name):
+    return JobResult(name, Status.OK)
+
+
 def test_before_anything_starts_the_forecast_is_the_lower_bound():
     jobs, durations = issue_workload()
     plan = plan_of(*jobs)
-    forecast = forecast_for(plan, durations, 4)
+    forecast = Forecast.for_plan(plan.names, plan.dependents, durations, (), 4)
     for name in plan.initially_ready():
-        forecast.job_ready(name)
+        forecast.job_ready(name, at=0.0)
     assert forecast.time_left(now=0.0) == pytest.approx(7.2 / 4)
     assert forecast_for(plan, durations, 16).time_left(now=0.0) == pytest.approx(7.2 / 16)
 
@@ -235,17 +241,17 @@ def test_before_anything_starts_the_forecast_is_the_lower_bound():
 def test_the_forecast_follows_a_running_chain():
     plan = plan_of(job("a"), job("b", ["a"]), job("c", ["b"]))
     forecast = forecast_for(plan, {"a": 2.0, "b": 3.0, "c": 1.0}, 8)
-    forecast.job_ready("a")
+    forecast.job_ready("a", at=100.0)
     assert forecast.time_left(now=100.0) == 6.0
-    forecast.job_started("a", at=100.0)
+    forecast.job_started("a", slot=0, at=100.0)
     assert forecast.time_left(now=101.5) == 4.5
     assert forecast.time_left(now=109.0) == 4.0  # a is late: at least b and c are still ahead
-    forecast.job_ended("a")
-    forecast.job_ready("b")
-    forecast.job_started("b", at=110.0)
+    forecast.job_finished(ended("a"))
+    forecast.job_ready("b", at=109.0)
+    forecast.job_started("b", slot=0, at=110.0)
     assert forecast.time_left(now=111.0) == 3.0
-    forecast.job_ended("b")
-    forecast.job_ended("c")  # skipped, say: nothing is left
+    forecast.job_finished(ended("b"))
+    forecast.job_finished(JobResult("c", Status.SKIPPED))
     assert forecast.time_left(now=111.0) == 0.0
 
 
@@ -253,10 +259,38 @@ def test_the_forecast_counts_the_work_of_running_jobs_only_once():
     plan = plan_of(*(job(f"j{i}") for i in range(4)))
     forecast = forecast_for(plan, dict.fromkeys(plan.names, 2.0), 2)
     for name in plan.names:
-        forecast.job_ready(name)
-    forecast.job_started("j0", at=0.0)
-    forecast.job_started("j1", at=0.0)
+        forecast.job_ready(name, at=0.0)
+    forecast.job_started("j0", slot=0, at=0.0)
+    forecast.job_started("j1", slot=1, at=0.0)
     assert forecast.time_left(now=1.0) == pytest.approx((1.0 + 1.0 + 2.0 + 2.0) / 2)
+
+
+def test_resumed_jobs_are_not_ahead_in_the_forecast():
+    plan = plan_of(job("a"), job("b", ["a"]))
+    forecast = Forecast.for_plan(plan.names, plan.dependents, {"a": 5.0, "b": 1.0}, ["a"], 1)
+    forecast.job_ready("a", at=0.0)
+    assert forecast.time_left(now=0.0) == 1.0
+
+
+def test_the_forecast_drives_the_status_line_in_a_real_run():
+    jobs, durations = engine_workload(scale=0.1)  # 0.72 s of work on 4 slots
+    plan = Plan(jobs, list(jobs))
+    forecast = Forecast.for_plan(plan.names, plan.dependents, durations, (), 4)
+    status = StatusLine(len(jobs), width=lambda: 200, time_left=lambda: forecast.time_left(time.time()))
+    seen = []
+
+    class Watch(RunListener):
+        def job_finished(self, result):
+            seen.append((status.text(), forecast.time_left(time.time())))
+
+    make_engine(
+        jobs, FakeExecutor(durations), listener=Fanout([forecast, status, Watch()]), jobs_limit=4
+    ).run()
+    lefts = [left for _, left in seen]
+    assert 0 < lefts[0] <= 0.72 / 4 and lefts[-1] == 0.0
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(lefts))  # it only ever shrinks
+    assert seen[0][0].startswith("[1/53] ~") and "ms left, " in seen[0][0]
+    assert seen[-1][0] == "[53/53] ~0ms left, 0 running"
 
 
 # ---------------------------------------------------------------- in the engine (fake executor)
