@@ -12,7 +12,7 @@ from typing import Any
 from orchestrator import __version__, discovery
 from orchestrator.errors import JobFileError, UsageError
 from orchestrator.model import JobFile, parse_duration
-from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, values
+from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, Schedule, values
 
 EXIT_USAGE = 2
 DEFAULT_TABLE_FORMAT = "simple"
@@ -291,6 +291,13 @@ def _add_run(commands: Any) -> None:
         help="the summary table after the run (default) or none",
     )
     run.add_argument(
+        "--schedule",
+        choices=values(Schedule),
+        default="critical",
+        help="which ready job starts first: critical (the longest expected chain of work after it, "
+        "from earlier runs' durations; by depth on a first run), file (the first ready, as make)",
+    )
+    run.add_argument(
         "--table-format", default=DEFAULT_TABLE_FORMAT, help="any tabulate format (default simple)"
     )
     run.add_argument(
@@ -504,6 +511,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         kill_grace=args.kill_grace,
         output=OutputMode(args.output),
         progress=ProgressMode(args.progress),
+        schedule=Schedule(args.schedule),
         report=args.report,
         table_format=args.table_format,
         report_files=args.report_file,

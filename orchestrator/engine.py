@@ -5,7 +5,6 @@ from __future__ import annotations
 import heapq
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -24,9 +23,10 @@ from orchestrator.graph import Plan
 from orchestrator.listeners import RunListener, RunStart
 from orchestrator.logs import LogStore
 from orchestrator.model import Job, describe_seconds
-from orchestrator.options import FailurePolicy
+from orchestrator.options import FailurePolicy, Schedule
 from orchestrator.process import ProcessResult
 from orchestrator.results import Attempt, JobResult, RunSummary, Status, StopReason
+from orchestrator.schedule import ReadyQueue, expected_durations, priorities, ready_queue
 from orchestrator.supervisor import job_environment
 
 
@@ -58,6 +58,8 @@ class EngineConfig:
     logs: LogStore | None = None
     resumed: frozenset[str] = frozenset()  # done in an earlier run; not run again
     job_file: str = ""
+    schedule: Schedule = Schedule.CRITICAL  # which ready job starts first
+    expected_durations: Mapping[str, float] = field(default_factory=dict)  # seconds, from earlier runs
 
 
 class JobRunner(Greenlet):
@@ -149,7 +151,8 @@ class Engine:
     """The dispatch loop: one greenlet that admits ready jobs and records results.
 
     A ready job waits at the resource gate (all units at once, FIFO), then for a slot in
-    the `-j` pool; its JobRunner greenlet then runs it. Every job's result is an
+    the `-j` pool, where the longest expected remaining path goes first (`--schedule
+    file`: the first ready); its JobRunner greenlet then runs it. Every job's result is an
     AsyncResult, set exactly once, whether it ran, was skipped or was cancelled. What
     happens is told to one listener (a Fanout of the reporter, the state, ...).
     """
@@ -164,7 +167,12 @@ class Engine:
         self.gate = ResourceGate(config.capacities)
         self.pool = Pool(max(1, config.jobs))
         self.admissions = Group()  # greenlets waiting at the resource gate
-        self.waiting: deque[Job] = deque()  # jobs with their resources, waiting for a slot
+        self.priority: dict[str, float] = {}
+        if config.schedule is Schedule.CRITICAL:
+            durations = expected_durations(plan.names, config.expected_durations, config.resumed)
+            self.priority = priorities(plan.names, plan.dependents, durations)
+        # Jobs with their resources, waiting for a slot.
+        self.waiting: ReadyQueue = ready_queue(config.schedule, self.priority, plan.index)
         self.results: dict[str, AsyncResult] = {name: AsyncResult() for name in plan.names}
         self.ready_at: dict[str, float] = {}
         self.finished: Queue = Queue()
@@ -222,7 +230,10 @@ class Engine:
         return summary
 
     def _release(self, names: Iterable[str]) -> None:
+        """Queue newly ready jobs, then start the best of them: all are queued before any
+        starts, or the first in file order would take the free slots."""
         now = time.time()
+        needing: list[str] = []
         for name in names:
             self.ready_at[name] = now
             self.listener.job_ready(name, now)
@@ -231,32 +242,38 @@ class Engine:
             elif self.halted:
                 self.finished.put((name, self.unstarted(name, Status.CANCELLED)))
             elif self.jobs[name].resources:
+                needing.append(name)
+            else:
+                self.waiting.push(name)
+        if self.priority and len(needing) > 1:
+            # The gate serves in arrival order: jobs that arrive together arrive best first.
+            needing.sort(key=lambda name: (-self.priority[name], self.plan.index[name]))
+        for name in needing:
+            if self.gate.try_acquire(self.jobs[name].resources):
+                self.waiting.push(name, holding=True)
+            else:
                 admission = Greenlet(self._admit, self.jobs[name])
                 admission.job_name = name  # gevent drops `args` once a greenlet is killed
                 admission.link(self._on_admission_done)
                 self.admissions.start(admission)
-            else:
-                self._enqueue(self.jobs[name])
+        self._pump()
 
     def _admit(self, job: Job) -> bool:
-        """A job that needs resources waits for them here, then queues for a slot."""
+        """A job whose resources were taken waits for them here, then queues for a slot."""
         self.gate.acquire(job.resources)
         if self.halted:
             # Granted by the release of a job whose failure halted the run: that wake-up
             # came before the kill _cancel_waiting sent, so this job was never cancelled.
             self.gate.release(job.resources)
             return False
-        self._enqueue(job)
+        self.waiting.push(job.name, holding=True)
+        self._pump()
         return True
 
-    def _enqueue(self, job: Job) -> None:
-        self.waiting.append(job)
-        self._pump()
-
     def _pump(self) -> None:
-        """Start waiting jobs, first come first served, while the -j pool has room."""
+        """Start waiting jobs, the first of the ready queue first, while the -j pool has room."""
         while self.waiting and not self.halted and self.pool.free_count():
-            self._start_runner(self.waiting.popleft())
+            self._start_runner(self.jobs[self.waiting.pop()])
 
     def _start_runner(self, job: Job) -> None:
         runner = JobRunner(self, job)
@@ -275,9 +292,10 @@ class Engine:
     def _cancel_waiting(self) -> None:
         self.admissions.kill(block=False)
         while self.waiting:
-            job = self.waiting.popleft()
-            self.gate.release(job.resources)
-            self.finished.put((job.name, self.unstarted(job.name, Status.CANCELLED)))
+            name = self.waiting.pop()
+            if self.jobs[name].resources:
+                self.gate.release(self.jobs[name].resources)
+            self.finished.put((name, self.unstarted(name, Status.CANCELLED)))
 
     def _on_admission_done(self, admission: Greenlet) -> None:
         # Killed while waiting at a gate, or before it ever ran: the job never started.

@@ -51,6 +51,17 @@ class ResourceGate:
                 self._grant()
             raise
 
+    def try_acquire(self, demand: Mapping[str, int]) -> bool:
+        """Take the whole demand now if a new waiter would be served at once, else nothing:
+        every waiter reserves its resources, so nobody queued earlier is overtaken."""
+        if any(units > self.free.get(name, 0) for name, units in demand.items()):
+            return False
+        if any(not waiter.demand.keys().isdisjoint(demand) for waiter in self.waiters):
+            return False
+        for name, units in demand.items():
+            self.free[name] -= units
+        return True
+
     def release(self, demand: Mapping[str, int]) -> None:
         for name, units in demand.items():
             self.free[name] += units

@@ -31,6 +31,13 @@ class ProgressMode(str, enum.Enum):
     NONE = "none"
 
 
+class Schedule(str, enum.Enum):
+    """Which ready job starts first when a slot frees."""
+
+    CRITICAL = "critical"  # the longest expected remaining path (schedule.py)
+    FILE = "file"  # first ready, first started, as make does
+
+
 def values(choices: type[enum.Enum]) -> list[str]:
     """The command-line spellings of an enum's members, for argparse `choices`."""
     return [member.value for member in choices]

@@ -7,9 +7,10 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, Any
 
 import gevent
@@ -22,9 +23,10 @@ from orchestrator.listeners import Fanout, RunListener
 from orchestrator.loader import load_for_process
 from orchestrator.logs import LogStore
 from orchestrator.model import JobFile
-from orchestrator.options import FailurePolicy, OutputMode, ProgressMode
+from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, Schedule
 from orchestrator.output import Reporter
 from orchestrator.results import RunSummary, StopReason
+from orchestrator.schedule import Forecast
 from orchestrator.supervisor import Supervisor
 
 SIGNAL_STOPS = {
@@ -70,6 +72,7 @@ class RunRequest:
     color: bool | str = "auto"  # auto, always or never (or a decided bool)
     executor: str = "local"  # or dask://HOST:PORT, dask-local:N
     forward_env: list[str] = field(default_factory=list)  # caller variables sent to remote jobs
+    schedule: Schedule = Schedule.CRITICAL
 
 
 def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
@@ -144,7 +147,13 @@ def _execute(
         request.forward_env,
         slots.pool_size,
     )
-    reporter, listener = build_listeners(jobfile, names, request, make, run_id)
+    known: dict[str, float] = {}  # issue 10: each job's recent successful seconds, from state.db
+    plan = graph.Plan(jobfile.jobs, names)
+
+    def forecast() -> Forecast:
+        return Forecast.for_plan(plan.names, plan.dependents, known, resumed, slots.pool_size)
+
+    reporter, listener = build_listeners(jobfile, names, request, make, run_id, forecast if known else None)
     config = EngineConfig(
         run_id=run_id,
         jobs=slots.pool_size,
@@ -156,8 +165,10 @@ def _execute(
         logs=LogStore(request.log_dir or os.path.join(jobfile.directory, ".orchestrate", "logs")),
         resumed=resumed,
         job_file=os.path.abspath(request.file),
+        schedule=request.schedule,
+        expected_durations=known,
     )
-    engine = Engine(graph.Plan(jobfile.jobs, names), executor, listener, config)
+    engine = Engine(plan, executor, listener, config)
     try:
         with stop_on_signals(engine, listener):
             summary = engine.run()
@@ -169,16 +180,29 @@ def _execute(
 
 
 def build_listeners(
-    jobfile: JobFile, names: list[str], request: RunRequest, make: jobserver.MakeFlags, run_id: str
+    jobfile: JobFile,
+    names: list[str],
+    request: RunRequest,
+    make: jobserver.MakeFlags,
+    run_id: str,
+    forecast: Callable[[], Forecast] | None = None,
 ) -> tuple[Reporter, RunListener]:
     """The reporter (the only writer to the terminal) and everything else that observes the
-    run, behind one fan-out."""
+    run, behind one fan-out. `forecast` makes the time left for the status line."""
     output = OutputMode.FAILED if request.quiet and request.output is OutputMode.GROUPED else request.output
     progress = terminal.progress_mode(request.progress, sys.stdout, request.quiet, make.in_parallel_make)
-    status = terminal.StatusLine(len(names)) if progress is ProgressMode.TTY else None
+    listeners: list[RunListener] = []
+    status = None
+    if progress is ProgressMode.TTY:
+        time_left = None
+        if forecast is not None:
+            left = forecast()
+            listeners.append(left)
+            time_left = partial(_time_left_now, left)
+        status = terminal.StatusLine(len(names), time_left=time_left)
     github = os.environ.get("GITHUB_ACTIONS") == "true"
     reporter = Reporter(output, status=status, github_groups=github)
-    listeners: list[RunListener] = [reporter]
+    listeners.insert(0, reporter)
     if status is not None:
         listeners.append(status)
     if progress is ProgressMode.LINES:
@@ -186,6 +210,10 @@ def build_listeners(
     start = state.start_record(run_id, time.time(), jobfile.jobs, names)
     listeners.append(state.History(state.history_path(request.file), start))
     return reporter, Fanout(listeners)
+
+
+def _time_left_now(forecast: Forecast) -> float:
+    return forecast.time_left(time.time())  # the engine's events carry time.time()
 
 
 @contextmanager

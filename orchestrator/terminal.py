@@ -63,11 +63,18 @@ def progress_mode(
 
 
 class StatusLine(RunListener):
-    """A ninja-style line: `[done/total] N running: a, b …`, cut to the terminal's width.
+    """A ninja-style line: `[done/total] ~2m left, N running: a, b …` (the time left once
+    durations are known from earlier runs), cut to the terminal's width.
     The reporter draws it under the output; `on_change` tells the reporter to redraw."""
 
-    def __init__(self, total: int, width: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        width: Callable[[], int] | None = None,
+        time_left: Callable[[], float] | None = None,
+    ) -> None:
         self.total = total
+        self.time_left = time_left  # expected seconds left, once durations are known
         self.done = 0
         self.running: dict[str, None] = {}  # in start order
         self.width = width or (lambda: shutil.get_terminal_size((80, 24)).columns)
@@ -91,7 +98,10 @@ class StatusLine(RunListener):
         self.on_change()
 
     def text(self) -> str:
-        line = f"[{self.done}/{self.total}] {len(self.running)} running"
+        line = f"[{self.done}/{self.total}]"
+        if self.time_left is not None:
+            line += f" ~{describe_seconds(self.time_left())} left,"
+        line += f" {len(self.running)} running"
         if self.running:
             line += ": " + ", ".join(self.running)
         width = max(10, self.width() - 1)  # never the last column: some terminals wrap there

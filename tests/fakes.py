@@ -54,9 +54,18 @@ def jobs_of(*jobs: Job) -> dict[str, Job]:
 
 
 def make_engine(
-    jobs, executor, jobs_limit=4, policy="stop", capacities=None, timeout=None, listener=None, slots=None
+    jobs,
+    executor,
+    jobs_limit=4,
+    policy="stop",
+    capacities=None,
+    timeout=None,
+    listener=None,
+    slots=None,
+    **config_fields,
 ):
-    """An engine over all of `jobs` with `executor`; `policy` as the command line spells it."""
+    """An engine over all of `jobs` with `executor`; `policy` as the command line spells it;
+    `config_fields` are further EngineConfig fields (schedule, expected_durations, ...)."""
     config = EngineConfig(
         run_id="test",
         jobs=jobs_limit,
@@ -64,5 +73,6 @@ def make_engine(
         timeout=timeout,
         capacities=capacities or {},
         **({"slots": slots} if slots is not None else {}),
+        **config_fields,
     )
     return Engine(Plan(jobs, list(jobs)), executor, listener or RunListener(), config)

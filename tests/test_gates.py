@@ -96,3 +96,18 @@ def test_a_waiter_killed_after_its_grant_gives_the_units_back():
     assert gate.free["r"] == 2 and not gate.waiters
     taker = gevent.spawn(gate.acquire, {"r": 2})
     assert taker.join(1) is None and taker.successful()
+
+
+def test_try_acquire_takes_free_units_at_once_but_never_past_a_waiter():
+    gate = ResourceGate({"r": 2, "s": 1})
+    assert gate.try_acquire({"r": 1})
+    assert gate.free == {"r": 1, "s": 1}
+    big = gevent.spawn(gate.acquire, {"r": 2})
+    gevent.sleep(0)
+    assert not gate.try_acquire({"r": 1})  # free, but reserved by the earlier big demand
+    assert gate.try_acquire({"s": 1})  # nobody waits for s
+    assert not gate.try_acquire({"s": 1}) and not gate.try_acquire({"unknown": 1})
+    assert gate.free == {"r": 1, "s": 0}
+    gate.release({"r": 1})
+    big.join(1)
+    assert big.successful() and gate.free["r"] == 0

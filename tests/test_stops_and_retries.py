@@ -143,7 +143,7 @@ def test_a_timed_out_job_allowed_to_fail_is_allowed_and_its_dependents_run(tmp_p
 
 # Marks its start, marks each SIGTERM and survives it, so the run stays stopping until the
 # SIGKILL after the grace: long enough for a second stop reason to arrive.
-HOLDS_ON = "touch {started}; trap 'touch {termed}' TERM; while :; do sleep 0.1; done"
+HOLDS_ON = "trap 'touch {termed}' TERM; touch {started}; while :; do sleep 0.1; done"
 
 
 def _start_holding_on(tmp_path, *args) -> tuple[subprocess.Popen, os.PathLike, os.PathLike]:
