@@ -18,9 +18,10 @@ from orchestrator.cli import main
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 NAMES = sorted(path.name for path in SCENARIOS.iterdir() if path.is_dir())
-# What each scenario's golden/ folder holds; test_scenarios writes the first three.
+# What each scenario's golden/ folder holds; test_scenarios writes the first four.
 GOLDEN_FILES = {
     "stdout.txt",
+    "stderr.txt",
     "report.json",
     "junit.xml",
     "validate.txt",
