@@ -2,12 +2,14 @@
 
 Normalised (everything else is compared exactly):
 - the scenario's temporary folder becomes `<dir>` and the run id `<run-id>`, wherever they occur;
-- in stdout, the duration column of the results table becomes `<dur>` (blank stays blank), and
-  every duration on the summary line and the lines after it (`4 ok in <dur>`);
+- from the results table on, every duration becomes `<dur>`: in the duration column (blank
+  stays blank, the column keeps its width), on the summary line (`4 ok in <dur>`) and any
+  other line there (a critical path);
 - grouped output blocks (`--- job (status) ---` and what follows) are sorted by their header:
   parallel jobs end in any order, so the order is not checked here, each block's text is;
-- in the JSON report, `run_id`, `started`, `start`, `end`, `elapsed` and `duration`, and the
-  elapsed time of `summary`; in JUnit XML, the `time` and `timestamp` attributes.
+- in the JSON report, every timestamp (`started`, `start`, `end`, ...), `run_id`, `elapsed`,
+  `duration`, any `..._seconds`, `host`, and the elapsed time of `summary`; in JUnit XML, the
+  `time` and `timestamp` attributes.
 A null stays null: a job that never started still reads as one.
 Two things to keep out of the table: absolute temporary paths (the last column is cut at 80
 characters and the dashes under it are as wide as its text), and more than one job under
@@ -31,15 +33,8 @@ REFRESH_COMMAND = "make golden"
 _DURATION = re.compile(r"\b(?:\d+h\d\dm\d\ds|\d+m\d\ds|\d+\.\ds)\b")
 _TABLE_HEADER = re.compile(r"^job +status +exit +attempts +duration +last output$")
 _BLOCK_HEADER = re.compile(r"^--- .+ \(.+\) ---$")
-_SUMMARY = re.compile(r"^(?:\d+ [a-z() -]+, )*(?:\d+ [a-z() -]+|no jobs) in \S+$")
-_VOLATILE_JSON = {
-    "run_id": "<run-id>",
-    "started": "<time>",
-    "start": "<time>",
-    "end": "<time>",
-    "elapsed": "<seconds>",
-    "duration": "<seconds>",
-}
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?")
+_VOLATILE_JSON = {"run_id": "<run-id>", "elapsed": "<seconds>", "duration": "<seconds>", "host": "<host>"}
 
 
 def replace_known(text: str, folder: str, run_id: str | None) -> str:
@@ -69,20 +64,18 @@ def sort_blocks(lines: list[str]) -> list[str]:
 
 
 def normalise_table(lines: list[str]) -> list[str]:
-    """Durations out of the results table (header, dashes, rows), its summary and what follows."""
+    """Durations out of the results table and the lines under it (summary, critical path).
+
+    The duration column keeps its width, so the rows stay aligned with the header."""
     if len(lines) < 2:
         return lines
     header, dashes, *rest = lines
     start, end = _column_span(header, dashes, "duration")
     normalised = [header, dashes]
-    in_rows = True
     for line in rest:
-        in_rows = in_rows and not _SUMMARY.match(line.rstrip("\n"))
-        if in_rows and line[start:end].strip():
+        if _DURATION.fullmatch(line[start:end].strip()):
             line = line[:start] + "<dur>".rjust(end - start) + line[end:]
-        elif not in_rows:
-            line = _DURATION.sub("<dur>", line)
-        normalised.append(line)
+        normalised.append(_DURATION.sub("<dur>", line))
     return normalised
 
 
@@ -108,6 +101,10 @@ def normalise_json(text: str, folder: str) -> str:
             return None
         if key in _VOLATILE_JSON:
             return _VOLATILE_JSON[key]
+        if key and key.endswith("_seconds"):
+            return "<seconds>"
+        if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
+            return "<time>"
         if key == "summary":
             return _DURATION.sub("<dur>", value)
         return replace_known(value, folder, run_id) if isinstance(value, str) else value

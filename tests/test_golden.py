@@ -18,9 +18,10 @@ from orchestrator.cli import main
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 NAMES = sorted(path.name for path in SCENARIOS.iterdir() if path.is_dir())
-# What each scenario's golden/ folder holds; test_scenarios writes the first three.
+# What each scenario's golden/ folder holds; test_scenarios writes the first four.
 GOLDEN_FILES = {
     "stdout.txt",
+    "stderr.txt",
     "report.json",
     "junit.xml",
     "validate.txt",
@@ -64,14 +65,16 @@ took 1.5s
 job    status      exit    attempts    duration  last output
 -----  --------  ------  ----------  ----------  -------------
 slow   ok             0           1       12.3s
-fast   failed         1           2        0.4s  in 2.0s
+fast   failed         1           2        0.4s  in 2.0s.
 later  skipped                    0              needs fast (failed)
-1 ok, 1 failed, 1 skipped in 4m05s
+crit   ok             0           1
 critical path: slow -> later (1.5s of 1h02m03s)
+1 ok, 1 failed, 1 skipped in 4m05s
 """
 
 
 def test_stdout_keeps_all_but_durations_folder_and_block_order():
+    # "crit" has no duration (a job that never started); the two lines under it are not rows.
     assert (
         normalise_stdout(RUN_STDOUT, "/tmp/x")
         == """\
@@ -83,10 +86,11 @@ took 1.5s
 job    status      exit    attempts    duration  last output
 -----  --------  ------  ----------  ----------  -------------
 slow   ok             0           1       <dur>
-fast   failed         1           2       <dur>  in 2.0s
+fast   failed         1           2       <dur>  in <dur>.
 later  skipped                    0              needs fast (failed)
-1 ok, 1 failed, 1 skipped in <dur>
+crit   ok             0           1
 critical path: slow -> later (<dur> of <dur>)
+1 ok, 1 failed, 1 skipped in <dur>
 """
     )
 
@@ -104,8 +108,9 @@ def test_json_volatile_values_become_placeholders_and_nulls_stay():
         "started": "2026-11-29T16:03:05.189Z",
         "elapsed": 0.626,
         "summary": "1 ok, 1 cancelled in 0.6s",
+        "critical_path_seconds": 0.613,
         "jobs": [
-            {"name": "a", "attempts": 1, "start": "2026-11-29T16:03:05.189Z", "duration": 0.613},
+            {"name": "a", "attempts": 1, "ready": "2026-11-29T16:03:05.189Z", "duration": 0.613, "host": "h"},
             {"name": "b", "attempts": 0, "start": None, "duration": None, "reason": "id af44080e30b6"},
         ],
     }
@@ -115,8 +120,9 @@ def test_json_volatile_values_become_placeholders_and_nulls_stay():
         "started": "<time>",
         "elapsed": "<seconds>",
         "summary": "1 ok, 1 cancelled in <dur>",
+        "critical_path_seconds": "<seconds>",
         "jobs": [
-            {"name": "a", "attempts": 1, "start": "<time>", "duration": "<seconds>"},
+            {"name": "a", "attempts": 1, "ready": "<time>", "duration": "<seconds>", "host": "<host>"},
             {"name": "b", "attempts": 0, "start": None, "duration": None, "reason": "id <run-id>"},
         ],
     }

@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_cli
-from golden import normalise_json, normalise_junit, normalise_stdout
+from golden import normalise_json, normalise_junit, normalise_stdout, replace_known
 
 SCENARIOS = os.path.join(os.path.dirname(__file__), "scenarios")
+# Run as on a developer's machine even under CI: CI=1 adds progress lines, GitHub Actions
+# ::group:: markers, and the golden files hold the plain output.
+PLAIN_ENVIRONMENT = {"CI": "", "GITHUB_ACTIONS": ""}
 
 
 def scenario_names():
@@ -48,6 +51,7 @@ def test_scenario(name, processes, tmp_path, golden):
         "--processes",
         processes,
         *expect.get("args", []),
+        env=PLAIN_ENVIRONMENT,
     )
     elapsed = time.monotonic() - started
     context = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
@@ -75,5 +79,6 @@ def test_scenario(name, processes, tmp_path, golden):
     goldens = os.path.join(SCENARIOS, name, "golden")
     run_id = run_report["run_id"]
     golden.check(Path(goldens, "stdout.txt"), normalise_stdout(result.stdout, str(folder), run_id))
+    golden.check(Path(goldens, "stderr.txt"), replace_known(result.stderr, str(folder), run_id))
     golden.check(Path(goldens, "report.json"), normalise_json(report.read_text(), str(folder)))
     golden.check(Path(goldens, "junit.xml"), normalise_junit(junit.read_text(), str(folder), run_id))
