@@ -6,6 +6,7 @@ import html
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 from typing import Any
 
 from .report import exit_text, format_duration, iso_utc, terminal_safe, xml_safe
@@ -20,6 +21,8 @@ MAX_CHART_WIDTH = 16000
 PIXELS_PER_BAR = 8  # the busiest lane gets about this much room per bar
 TICK_SPACING = 100  # pixels between time labels, roughly
 TAIL_LINES = 20
+LIGHT_STATUSES = ("retried", "allowed", "cancelled", "skipped", "ok (resumed)")  # dark labels
+LABEL_CHAR_WIDTH = 6.5  # pixels per character of an 11px label, to cut names that would spill
 
 # No script at all, and a policy that forbids every fetch: the page can neither call out nor
 # run anything a job name or output might smuggle in, even if escaping were ever missed.
@@ -41,10 +44,12 @@ h1 { font-size: 1.3em; margin: 0 0 .3em; }
 svg text { font: 11px system-ui, sans-serif; fill: #666; }
 svg .tick { stroke: #eee; }
 svg .lane-even { fill: #fcfcfc; }
-rect.bar { stroke: rgba(0,0,0,.25); stroke-width: .5; }
+rect.bar { stroke: #fff; stroke-width: 1; }  /* back-to-back jobs stay two bars */
 rect.bar:hover { stroke: #000; stroke-width: 1.5; }
 rect.bar.critical { stroke: #111; stroke-width: 2; }
-polyline.critical-chain { fill: none; stroke: #111; stroke-width: 1; stroke-dasharray: 3 2; }
+svg text.label { fill: #fff; pointer-events: none; }
+svg text.label.dark { fill: #222; }
+path.critical-chain { fill: none; stroke: #111; stroke-width: 1; stroke-dasharray: 3 2; }
 .s-ok { fill: #2e9e4f; background: #2e9e4f; }
 .s-ok-resumed { fill: #8cc9a0; background: #8cc9a0; }
 .s-allowed { fill: #e0a800; background: #e0a800; }
@@ -217,30 +222,45 @@ def _bar(bar: Bar, origin: float, scale: float, row: int) -> str:
         "critical path" if bar.critical else "",
     ]
     tooltip = " · ".join(_text(item) for item in details if item)
-    return (
+    rect = (
         f'<rect class="{classes}" x="{x:.1f}" y="{y}" width="{width:.1f}" height="{BAR_HEIGHT}" '
         f'data-job="{_text(bar.name)}" data-attempt="{bar.attempt}" data-status="{_text(bar.status)}" '
         f'data-critical="{"true" if bar.critical else "false"}"><title>{tooltip}</title></rect>'
+    )
+    fits = int((width - 8) / LABEL_CHAR_WIDTH)
+    if fits < 3:
+        return rect
+    name = terminal_safe(bar.name)
+    label = name if len(name) <= fits else name[: fits - 1] + "…"
+    shade = "label dark" if bar.status in LIGHT_STATUSES else "label"
+    return (
+        rect + f'<text class="{shade}" x="{x + 4:.1f}" y="{y + BAR_HEIGHT - 4}">{html.escape(label)}</text>'
     )
 
 
 def _chain(
     drawn: list[Bar], path: list[JobResult], origin: float, scale: float, row_of: dict[int, int]
 ) -> str:
-    """A dashed line through the critical path's last attempts, need to dependent."""
-    last_bar = {bar.name: bar for bar in drawn}  # bars are in start order: the last attempt wins
-    points = []
-    for result in path:
-        bar = last_bar.get(result.name)
-        if bar is not None:
-            y = AXIS_HEIGHT + row_of[bar.lane] * ROW_HEIGHT + ROW_HEIGHT / 2
-            points += [
-                f"{(bar.start - origin) * scale:.1f},{y:.1f}",
-                f"{(bar.end - origin) * scale:.1f},{y:.1f}",
-            ]
-    if len(points) < 4:
-        return ""
-    return f'<polyline class="critical-chain" points="{" ".join(points)}"/>'
+    """Dashed links along the critical path, from a need's last attempt to its dependent's
+    first, between the bars (never across their labels)."""
+    first_bar: dict[str, Bar] = {}
+    last_bar: dict[str, Bar] = {}
+    for bar in drawn:  # in start order
+        first_bar.setdefault(bar.name, bar)
+        last_bar[bar.name] = bar
+
+    def middle(bar: Bar) -> float:
+        return AXIS_HEIGHT + row_of[bar.lane] * ROW_HEIGHT + ROW_HEIGHT / 2
+
+    links = []
+    for need, dependent in pairwise(path):
+        if need.name in last_bar and dependent.name in first_bar:
+            left, right = last_bar[need.name], first_bar[dependent.name]
+            links.append(
+                f"M{(left.end - origin) * scale:.1f} {middle(left):.1f}"
+                f"L{(right.start - origin) * scale:.1f} {middle(right):.1f}"
+            )
+    return f'<path class="critical-chain" d="{"".join(links)}"/>' if links else ""
 
 
 def _table(summary: RunSummary, origin: float, critical: set[str]) -> str:
