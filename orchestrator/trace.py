@@ -13,8 +13,8 @@ from .timeline import Bar, Needs, bars, critical_path, lay_out, path_seconds, ru
 # Three processes, so Perfetto shows three groups: the slots (what ran), the critical path,
 # and the waits (folded away until wanted; at 2,000 ready jobs they are many lanes).
 SLOTS_PID, CRITICAL_PID, WAITING_PID = 1, 2, 3
-# A lane's tid is its number plus one: Perfetto merged tid 0 into tid 1 until late 2025
-# (google/perfetto#2278), and older viewers still do; the lane's name gives the slot.
+# A lane's tid is its number plus one: older Perfetto versions merge tid 0 into tid 1
+# (fixed in google/perfetto#2278); the lane's name and each event's args give the slot.
 TID_OFFSET = 1
 
 Event = dict[str, Any]
