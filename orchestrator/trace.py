@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .report import iso_utc, json_safe, write_atomically
-from .results import RunSummary
+from .results import JobResult, RunSummary
 from .timeline import Bar, Needs, bars, critical_path, lay_out, path_seconds, run_origin, waits
 
 # Three processes, so Perfetto shows three groups: the slots (what ran), the critical path,
@@ -40,21 +40,7 @@ def trace_events(summary: RunSummary, run_info: dict[str, Any], needs: Needs | N
         events.append(_thread_name(SLOTS_PID, lane, f"slot {lane}"))
     for bar in drawn:
         events.append(_attempt_event(bar, micros(bar.start), micros(bar.end)))
-    for result in path:
-        if result.start is not None and result.end is not None:
-            start = micros(result.start)
-            events.append(
-                {
-                    "ph": "X",
-                    "name": json_safe(result.name),
-                    "cat": "critical",
-                    "pid": CRITICAL_PID,
-                    "tid": TID_OFFSET,
-                    "ts": start,
-                    "dur": round(micros(result.end) - start, 1),
-                    "args": {"status": result.status.value, "attempts": result.attempts},
-                }
-            )
+    events += _critical_events(path, micros)
     events += _wait_events(summary, micros)
     return {
         "traceEvents": events,
@@ -104,6 +90,30 @@ def _attempt_event(bar: Bar, start: float, end: float) -> Event:
         "dur": round(end - start, 1),
         "args": args,
     }
+
+
+def _critical_events(path: list[JobResult], micros: Callable[[float], float]) -> list[Event]:
+    """The critical path's jobs, first start to last end, in one lane."""
+    events: list[Event] = []
+    previous_end = 0.0
+    for result in path:
+        if result.start is not None and result.end is not None:
+            # Clocks read in different places may overlap a need and its job by a hair.
+            start = max(micros(result.start), previous_end)
+            previous_end = max(start, micros(result.end))
+            events.append(
+                {
+                    "ph": "X",
+                    "name": json_safe(result.name),
+                    "cat": "critical",
+                    "pid": CRITICAL_PID,
+                    "tid": TID_OFFSET,
+                    "ts": start,
+                    "dur": round(previous_end - start, 1),
+                    "args": {"status": result.status.value, "attempts": result.attempts},
+                }
+            )
+    return events
 
 
 def _wait_events(summary: RunSummary, micros: Callable[[float], float]) -> list[Event]:
