@@ -7,7 +7,6 @@ from collections import defaultdict
 from datetime import datetime
 from itertools import pairwise
 
-import pytest
 from conftest import run_cli
 from runs import T0, attempt, big_run, job, pipeline
 
