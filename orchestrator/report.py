@@ -137,8 +137,8 @@ def _table_row(result: JobResult, color: bool) -> list[str]:
 def render_table(
     summary: RunSummary, table_format: str = "simple", color: bool = False, needs: Needs | None = None
 ) -> str:
-    """The results table, the critical path when `needs` (each job's needs) links the jobs,
-    and the summary line, e.g. `12 ok, 1 failed in 4.2s`."""
+    """The results table, the summary line (`12 ok, 1 failed in 4.2s`), then the critical
+    path when `needs` (each job's needs) links the jobs."""
     check_table_format(table_format)
     color = color and not _MARKUP_FORMATS.fullmatch(table_format)
     table = tabulate(
@@ -151,7 +151,7 @@ def render_table(
     )
     path_line = critical_path_line(summary, needs) if needs else None
     footer = [terminal_safe(path_line)] if path_line else []
-    return "\n".join([table, *footer, summary.summary_line()])
+    return "\n".join([table, summary.summary_line(), *footer])
 
 
 def render_job_list(

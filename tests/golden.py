@@ -6,8 +6,11 @@ Normalised (everything else is compared exactly):
   every duration on the summary line and the lines after it (`4 ok in <dur>`);
 - grouped output blocks (`--- job (status) ---` and what follows) are sorted by their header:
   parallel jobs end in any order, so the order is not checked here, each block's text is;
-- in the JSON report, `run_id`, `started`, `start`, `end`, `elapsed` and `duration`, and the
-  elapsed time of `summary`; in JUnit XML, the `time` and `timestamp` attributes.
+- the critical path under the summary becomes `critical path: <path> (<dur> of <dur>)`:
+  which of two parallel chains ends last is timing (tests/test_trace.py checks the path);
+- in the JSON report, `run_id`, `started`, `start`, `end`, `ready`, `elapsed`, `duration`,
+  `slot`, `critical_path` and `critical_path_seconds`, and the elapsed time of `summary`;
+  in JUnit XML, the `time` and `timestamp` attributes.
 A null stays null: a job that never started still reads as one.
 Two things to keep out of the table: absolute temporary paths (the last column is cut at 80
 characters and the dashes under it are as wide as its text), and more than one job under
@@ -32,6 +35,7 @@ _DURATION = re.compile(r"\b(?:\d+h\d\dm\d\ds|\d+m\d\ds|\d+\.\ds)\b")
 _TABLE_HEADER = re.compile(r"^job +status +exit +attempts +duration +last output$")
 _BLOCK_HEADER = re.compile(r"^--- .+ \(.+\) ---$")
 _SUMMARY = re.compile(r"^(?:\d+ [a-z() -]+, )*(?:\d+ [a-z() -]+|no jobs) in \S+$")
+_CRITICAL_PATH = re.compile(r"^critical path: .+ \(")
 _VOLATILE_JSON = {
     "run_id": "<run-id>",
     "started": "<time>",
@@ -39,6 +43,10 @@ _VOLATILE_JSON = {
     "end": "<time>",
     "elapsed": "<seconds>",
     "duration": "<seconds>",
+    "ready": "<time>",
+    "slot": "<slot>",
+    "critical_path": "<path>",
+    "critical_path_seconds": "<seconds>",
 }
 
 
@@ -81,7 +89,7 @@ def normalise_table(lines: list[str]) -> list[str]:
         if in_rows and line[start:end].strip():
             line = line[:start] + "<dur>".rjust(end - start) + line[end:]
         elif not in_rows:
-            line = _DURATION.sub("<dur>", line)
+            line = _CRITICAL_PATH.sub("critical path: <path> (", _DURATION.sub("<dur>", line))
         normalised.append(line)
     return normalised
 
@@ -100,14 +108,14 @@ def normalise_json(text: str, folder: str) -> str:
     run_id = report.get("run_id")
 
     def walk(value: Any, key: str | None = None) -> Any:
-        if isinstance(value, dict):
-            return {k: walk(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(item) for item in value]
         if value is None:
             return None
         if key in _VOLATILE_JSON:
             return _VOLATILE_JSON[key]
+        if isinstance(value, dict):
+            return {k: walk(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
         if key == "summary":
             return _DURATION.sub("<dur>", value)
         return replace_known(value, folder, run_id) if isinstance(value, str) else value

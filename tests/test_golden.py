@@ -86,7 +86,7 @@ slow   ok             0           1       <dur>
 fast   failed         1           2       <dur>  in 2.0s
 later  skipped                    0              needs fast (failed)
 1 ok, 1 failed, 1 skipped in <dur>
-critical path: slow -> later (<dur> of <dur>)
+critical path: <path> (<dur> of <dur>)
 """
     )
 

@@ -78,12 +78,12 @@ def test_a_need_that_ended_after_the_job_was_ready_did_not_hold_it_up():
     assert names(critical_path(results, {"job": ("early", "late")})) == ["early", "job"]
 
 
-def test_the_table_names_the_critical_path_above_the_summary_line():
+def test_the_table_names_the_critical_path_under_the_summary_line():
     summary, needs = pipeline()
     lines = render_table(summary, needs=needs).splitlines()
+    assert lines[-2] == summary.summary_line()
     # gen 2s + build 5s + test 7..10s = 10.0s of the 10.5s the run took
-    assert lines[-2] == "critical path: gen -> build -> test (10.0s of 10.5s)"
-    assert lines[-1] == summary.summary_line()
+    assert lines[-1] == "critical path: gen -> build -> test (10.0s of 10.5s)"
 
 
 def test_no_critical_path_line_when_no_job_needs_another():
