@@ -305,7 +305,12 @@ def _add_run(commands: Any) -> None:
         action="append",
         default=[],
         metavar="PATH",
-        help="also write results as .json or .xml (JUnit); repeatable",
+        help="also write results as .json, .xml (JUnit) or .html (a page with a Gantt chart); repeatable",
+    )
+    run.add_argument(
+        "--trace",
+        metavar="FILE.json",
+        help="write the run in Chrome's trace-event format (Perfetto, chrome://tracing)",
     )
     run.add_argument("--log-dir", help="where each job's output goes (default .orchestrate/logs beside FILE)")
     run.add_argument(
@@ -515,6 +520,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         report=args.report,
         table_format=args.table_format,
         report_files=args.report_file,
+        trace=args.trace,
         log_dir=args.log_dir,
         processes=args.processes,
         resume=args.resume,

@@ -12,15 +12,17 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timezone
+from typing import Any
 
 from tabulate import tabulate, tabulate_formats
 
 from .model import Job, JobFile
-from .results import JobResult, RunSummary, Status
+from .results import Attempt, JobResult, RunSummary, Status
+from .timeline import Needs, attempts_of, critical_path, critical_path_line, path_seconds, signal_name
 
 LAST_OUTPUT_WIDTH = 80
 LIST_COMMAND_WIDTH = 60  # `orchestrate show JOB` prints it whole
-REPORT_EXTENSIONS = (".json", ".xml")
+REPORT_EXTENSIONS = (".json", ".xml", ".html")
 GRAPH_FORMATS = ("dot", "mermaid")
 
 # Escape sequences a job may print: CSI (incl. 8-bit), OSC/DCS/APC/PM/SOS strings, and the
@@ -74,7 +76,7 @@ def _replace_surrogates(text: str) -> str:
     return _SURROGATES.sub("\ufffd", text)
 
 
-def _json_safe(text: str | None) -> str | None:
+def json_safe(text: str | None) -> str | None:
     # json.dumps would emit a lone surrogate as "\udcff", which strict parsers reject.
     return None if text is None else _replace_surrogates(text)
 
@@ -132,8 +134,11 @@ def _table_row(result: JobResult, color: bool) -> list[str]:
     ]
 
 
-def render_table(summary: RunSummary, table_format: str = "simple", color: bool = False) -> str:
-    """The results table followed by the summary line, e.g. `12 ok, 1 failed in 4.2s`."""
+def render_table(
+    summary: RunSummary, table_format: str = "simple", color: bool = False, needs: Needs | None = None
+) -> str:
+    """The results table, the summary line (`12 ok, 1 failed in 4.2s`), then the critical
+    path when `needs` (each job's needs) links the jobs."""
     check_table_format(table_format)
     color = color and not _MARKUP_FORMATS.fullmatch(table_format)
     table = tabulate(
@@ -144,7 +149,9 @@ def render_table(summary: RunSummary, table_format: str = "simple", color: bool 
         disable_numparse=True,
         colalign=("left", "left", "right", "right", "right", "left"),
     )
-    return f"{table}\n{summary.summary_line()}"
+    path_line = critical_path_line(summary, needs) if needs else None
+    footer = [terminal_safe(path_line)] if path_line else []
+    return "\n".join([table, summary.summary_line(), *footer])
 
 
 def render_job_list(
@@ -222,7 +229,7 @@ def _resource_text(name: str, units: int) -> str:
 
 
 def report_extension(path: str) -> str:
-    """The report format of `path` (`.json` or `.xml`); ValueError for anything else."""
+    """The report format of `path` (`.json`, `.xml` or `.html`); ValueError for anything else."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in REPORT_EXTENSIONS:
         raise ValueError(
@@ -232,20 +239,29 @@ def report_extension(path: str) -> str:
     return extension
 
 
-def write_report_file(path: str, summary: RunSummary, run_info: dict) -> None:
-    """Write the results to `path` as JSON or JUnit XML, atomically.
+def write_report_file(
+    path: str, summary: RunSummary, run_info: dict[str, Any], needs: Needs | None = None
+) -> None:
+    """Write the results to `path` as JSON, JUnit XML or an HTML page, atomically.
 
     `run_info` may hold `job_file`, `run_id`, `started` (epoch seconds, datetime or text)
-    and `exit_code` (defaults to the summary's).
+    and `exit_code` (defaults to the summary's); `needs` maps each job to its needs, for the
+    critical path (without it every job is a path of its own).
     """
-    if report_extension(path) == ".json":
-        data = json.dumps(json_report(summary, run_info), indent=2, ensure_ascii=False) + "\n"
+    extension = report_extension(path)
+    if extension == ".json":
+        report = json_report(summary, run_info, needs)
+        data = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    elif extension == ".html":
+        from .html_report import render_html
+
+        data = render_html(summary, run_info, needs)
     else:
         data = junit_report(summary, run_info)
-    _write_atomically(path, data.encode("utf-8"))
+    write_atomically(path, data.encode("utf-8"))
 
 
-def _write_atomically(path: str, data: bytes) -> None:
+def write_atomically(path: str, data: bytes) -> None:
     # A reader (CI, a dashboard) never sees a half-written report; os.open honours the umask,
     # unlike mkstemp's 0600.
     directory = os.path.dirname(os.path.abspath(path))
@@ -262,7 +278,9 @@ def _write_atomically(path: str, data: bytes) -> None:
         raise
 
 
-def iso_utc(moment, timespec: str = "milliseconds", suffix: str = "Z") -> str | None:
+def iso_utc(
+    moment: float | datetime | str | None, timespec: str = "milliseconds", suffix: str = "Z"
+) -> str | None:
     """ISO-8601 UTC text for epoch seconds or a datetime; text passes through; None stays."""
     if moment is None or isinstance(moment, str):
         return moment
@@ -272,26 +290,30 @@ def iso_utc(moment, timespec: str = "milliseconds", suffix: str = "Z") -> str | 
     return utc.isoformat(timespec=timespec) + suffix
 
 
-def json_report(summary: RunSummary, run_info: dict) -> dict:
-    """The JSON report as a plain dict: run information and one entry per job."""
+def json_report(summary: RunSummary, run_info: dict[str, Any], needs: Needs | None = None) -> dict[str, Any]:
+    """The JSON report as a plain dict: run information, the critical path and one entry
+    per job."""
     starts = [result.start for result in summary.results if result.start is not None]
     started = run_info.get("started", min(starts) if starts else None)
+    path = critical_path(summary.results, needs or {})
     return {
-        "job_file": _json_safe(run_info.get("job_file")),
-        "run_id": _json_safe(run_info.get("run_id")),
+        "job_file": json_safe(run_info.get("job_file")),
+        "run_id": json_safe(run_info.get("run_id")),
         "started": iso_utc(started),
         "exit_code": run_info.get("exit_code", summary.exit_code),
         "elapsed": round(summary.elapsed, 3),
         "stop_reason": summary.stop_reason.value if summary.stop_reason else None,
         "summary": summary.summary_line(),
+        "critical_path": [json_safe(result.name) for result in path],
+        "critical_path_seconds": round(path_seconds(path), 3),
         "jobs": [_json_job(result) for result in summary.results],
     }
 
 
-def _json_job(result: JobResult) -> dict:
+def _json_job(result: JobResult) -> dict[str, Any]:
     duration = result.duration
     return {
-        "name": _json_safe(result.name),
+        "name": json_safe(result.name),
         "status": result.status.value,
         "exit_code": result.exit_code,
         "signal": result.signal_name,
@@ -299,13 +321,31 @@ def _json_job(result: JobResult) -> dict:
         "start": iso_utc(result.start),
         "end": iso_utc(result.end),
         "duration": None if duration is None else round(float(duration), 3),
-        "log_path": _json_safe(result.log_path),
-        "reason": _json_safe(result.reason),
+        "log_path": json_safe(result.log_path),
+        "reason": json_safe(result.reason),
         "timed_out": result.timed_out,
+        "ready": iso_utc(result.ready),
+        "slot": result.slot,
+        "host": json_safe(result.host),
+        "tries": [_json_attempt(attempt) for attempt in attempts_of(result)],
     }
 
 
-def junit_report(summary: RunSummary, run_info: dict) -> str:
+def _json_attempt(attempt: Attempt) -> dict[str, object]:
+    return {
+        "attempt": attempt.number,
+        "start": iso_utc(attempt.start),
+        "end": iso_utc(attempt.end),
+        "duration": round(max(0.0, attempt.end - attempt.start), 3),
+        "exit_code": attempt.exit_code,
+        "signal": signal_name(attempt.signal),
+        "timed_out": attempt.timed_out,
+        "slot": attempt.slot,
+        "host": json_safe(attempt.host),
+    }
+
+
+def junit_report(summary: RunSummary, run_info: dict[str, Any]) -> str:
     """The results as JUnit XML: one testsuite, one testcase per job."""
     counts = summary.counts()
     suite = ET.Element(

@@ -65,6 +65,7 @@ class RunRequest:
     report: str = "table"
     table_format: str = "simple"
     report_files: list[str] = field(default_factory=list)
+    trace: str | None = None  # a Chrome trace-event file to write
     log_dir: str | None = None
     processes: int = 1
     resume: bool = False
@@ -242,7 +243,7 @@ def report(summary: RunSummary, request: RunRequest, jobfile: JobFile, stdout: A
     show_table = (
         stdout is not None and request.report == "table" and not (request.quiet and summary.exit_code == 0)
     )
-    if not (show_table or request.report_files):
+    if not (show_table or request.report_files or request.trace):
         return  # spare the import of tabulate (40 ms) when there is nothing to render
     from orchestrator.report import render_table, write_report_file
 
@@ -252,9 +253,14 @@ def report(summary: RunSummary, request: RunRequest, jobfile: JobFile, stdout: A
         "started": summary.started,
         "exit_code": summary.exit_code,
     }
+    needs = {name: job.needs for name, job in jobfile.jobs.items()}  # for the critical path
     for path in request.report_files:
-        write_report_file(path, summary, run_info)
+        write_report_file(path, summary, run_info, needs)
+    if request.trace:
+        from orchestrator.trace import write_trace_file
+
+        write_trace_file(request.trace, summary, run_info, needs)
     if show_table:
         color = terminal.color_enabled(request.color, stdout)
-        stdout.write(render_table(summary, request.table_format, color=color) + "\n")
+        stdout.write(render_table(summary, request.table_format, color=color, needs=needs) + "\n")
         stdout.flush()

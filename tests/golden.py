@@ -4,12 +4,14 @@ Normalised (everything else is compared exactly):
 - the scenario's temporary folder becomes `<dir>` and the run id `<run-id>`, wherever they occur;
 - from the results table on, every duration becomes `<dur>`: in the duration column (blank
   stays blank, the column keeps its width), on the summary line (`4 ok in <dur>`) and any
-  other line there (a critical path);
+  other line there;
+- the critical path under the table becomes `critical path: <path> (<dur> of <dur>)`:
+  which of two parallel chains ends last is timing (tests/test_trace.py checks the path);
 - grouped output blocks (`--- job (status) ---` and what follows) are sorted by their header:
   parallel jobs end in any order, so the order is not checked here, each block's text is;
-- in the JSON report, every timestamp (`started`, `start`, `end`, ...), `run_id`, `elapsed`,
-  `duration`, any `..._seconds`, `host`, and the elapsed time of `summary`; in JUnit XML, the
-  `time` and `timestamp` attributes.
+- in the JSON report, every timestamp (`started`, `start`, `end`, `ready`, ...), `run_id`,
+  `elapsed`, `duration`, any `..._seconds`, `host`, `slot`, `critical_path`, and the elapsed
+  time of `summary`; in JUnit XML, the `time` and `timestamp` attributes.
 A null stays null: a job that never started still reads as one.
 Two things to keep out of the table: absolute temporary paths (the last column is cut at 80
 characters and the dashes under it are as wide as its text), and more than one job under
@@ -34,7 +36,15 @@ _DURATION = re.compile(r"\b(?:\d+h\d\dm\d\ds|\d+m\d\ds|\d+\.\ds)\b")
 _TABLE_HEADER = re.compile(r"^job +status +exit +attempts +duration +last output$")
 _BLOCK_HEADER = re.compile(r"^--- .+ \(.+\) ---$")
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?")
-_VOLATILE_JSON = {"run_id": "<run-id>", "elapsed": "<seconds>", "duration": "<seconds>", "host": "<host>"}
+_CRITICAL_PATH = re.compile(r"^critical path: .+ \(")
+_VOLATILE_JSON = {
+    "run_id": "<run-id>",
+    "elapsed": "<seconds>",
+    "duration": "<seconds>",
+    "host": "<host>",
+    "slot": "<slot>",
+    "critical_path": "<path>",
+}
 
 
 def replace_known(text: str, folder: str, run_id: str | None) -> str:
@@ -75,6 +85,7 @@ def normalise_table(lines: list[str]) -> list[str]:
     for line in rest:
         if _DURATION.fullmatch(line[start:end].strip()):
             line = line[:start] + "<dur>".rjust(end - start) + line[end:]
+        line = _CRITICAL_PATH.sub("critical path: <path> (", line)
         normalised.append(_DURATION.sub("<dur>", line))
     return normalised
 
@@ -93,14 +104,14 @@ def normalise_json(text: str, folder: str) -> str:
     run_id = report.get("run_id")
 
     def walk(value: Any, key: str | None = None) -> Any:
-        if isinstance(value, dict):
-            return {k: walk(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(item) for item in value]
         if value is None:
             return None
         if key in _VOLATILE_JSON:
             return _VOLATILE_JSON[key]
+        if isinstance(value, dict):
+            return {k: walk(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
         if key and key.endswith("_seconds"):
             return "<seconds>"
         if isinstance(value, str) and _TIMESTAMP.fullmatch(value):

@@ -89,7 +89,7 @@ slow   ok             0           1       <dur>
 fast   failed         1           2       <dur>  in <dur>.
 later  skipped                    0              needs fast (failed)
 crit   ok             0           1
-critical path: slow -> later (<dur> of <dur>)
+critical path: <path> (<dur> of <dur>)
 1 ok, 1 failed, 1 skipped in <dur>
 """
     )

@@ -263,6 +263,10 @@ def test_json_report_job_fields(tmp_path, summary):
         "log_path",
         "reason",
         "timed_out",
+        "ready",
+        "slot",
+        "host",
+        "tries",
     }
     assert jobs["lint"] | {"log_path": None} == {
         "name": "lint",
@@ -276,6 +280,23 @@ def test_json_report_job_fields(tmp_path, summary):
         "log_path": None,
         "reason": "",
         "timed_out": False,
+        "ready": None,
+        "slot": None,
+        "host": None,
+        # A result without attempt records (an old one) reads as one attempt spanning the job.
+        "tries": [
+            {
+                "attempt": 1,
+                "start": "2023-11-14T22:13:20.000Z",
+                "end": "2023-11-14T22:13:21.250Z",
+                "duration": 1.25,
+                "exit_code": 0,
+                "signal": None,
+                "timed_out": False,
+                "slot": None,
+                "host": None,
+            }
+        ],
     }
     assert jobs["killed"]["signal"] == "SIGKILL" and jobs["killed"]["exit_code"] is None
     assert jobs["unit"]["start"] is None and jobs["unit"]["duration"] is None
