@@ -36,6 +36,19 @@ class SlotGate(Protocol):
     def hold(self) -> AbstractContextManager[None]: ...
 
 
+class JobGuard(Protocol):
+    """Decides, once a job holds its slot, whether it must run at all, and hears how it ended.
+
+    `before` runs in the job's greenlet and may wait cooperatively (a lock another run of
+    the same file holds, inputs hashed in a thread); a result it returns is the job's
+    (done elsewhere meanwhile, up to date) and nothing runs. Every `before` that returned
+    None is followed by `after`, with the job's result, or None when its runner was killed."""
+
+    def before(self, job: Job) -> JobResult | None: ...
+
+    def after(self, job: Job, result: JobResult | None) -> None: ...
+
+
 class NoTokens:
     """The slot gate when no make jobserver limits us: the -j pool is the only limit."""
 
@@ -60,6 +73,7 @@ class EngineConfig:
     job_file: str = ""
     schedule: Schedule = Schedule.CRITICAL  # which ready job starts first
     expected_durations: Mapping[str, float] = field(default_factory=dict)  # seconds, from earlier runs
+    guard: JobGuard | None = None  # the run state's per-job lock and up-to-date check
 
 
 class JobRunner(Greenlet):
@@ -81,10 +95,25 @@ class JobRunner(Greenlet):
         with engine.config.slots.hold():
             if engine.halted:  # a failure or a stop came while this job waited for a slot
                 return engine.unstarted(job.name, Status.CANCELLED)
-            self.slot = engine.take_slot()
-            self.started_at = time.time()
-            listener.job_started(job.name, self.slot, self.started_at)
-            return self._attempts(log_path, on_output)
+            guard = engine.config.guard
+            if guard is None:
+                return self._start(log_path, on_output)
+            done = guard.before(job)
+            if done is not None:
+                done.ready = engine.ready_at.get(job.name)
+                return done
+            result: JobResult | None = None
+            try:
+                result = self._start(log_path, on_output)
+                return result
+            finally:
+                guard.after(job, result)
+
+    def _start(self, log_path: str | None, on_output: Callable[[bytes], None] | None) -> JobResult:
+        self.slot = self.engine.take_slot()
+        self.started_at = time.time()
+        self.engine.listener.job_started(self.job.name, self.slot, self.started_at)
+        return self._attempts(log_path, on_output)
 
     def _attempts(self, log_path: str | None, on_output: Callable[[bytes], None] | None) -> JobResult:
         engine, job = self.engine, self.job

@@ -43,6 +43,8 @@ _RED, _YELLOW, _GREEN, _RESET = "\x1b[31m", "\x1b[33m", "\x1b[32m", "\x1b[0m"
 _STATUS_COLORS = {
     Status.OK: _GREEN,
     Status.RESUMED: _GREEN,
+    Status.SHARED: _GREEN,
+    Status.UP_TO_DATE: _GREEN,
     Status.ALLOWED: _YELLOW,
     Status.SKIPPED: _YELLOW,
     Status.CANCELLED: _YELLOW,
@@ -122,7 +124,7 @@ def _status_text(status: Status, color: bool) -> str:
 
 def _table_row(result: JobResult, color: bool) -> list[str]:
     # An allowed failure still failed: its last line says why.
-    succeeded = result.status in (Status.OK, Status.RESUMED)
+    succeeded = result.status is Status.OK or result.status.reused
     last_output = "" if succeeded else _shorten(terminal_safe(result.last_line))
     return [
         terminal_safe(result.name),

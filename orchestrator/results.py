@@ -15,17 +15,19 @@ class Status(str, enum.Enum):
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
-    RESUMED = "ok (resumed)"
+    RESUMED = "ok (resumed)"  # done in an earlier run; skipped by --resume
+    SHARED = "ok (shared)"  # done meanwhile by a concurrent run of the same file
+    UP_TO_DATE = "up-to-date"  # its outputs are current: nothing to do
 
     @property
     def succeeded(self) -> bool:
         """Whether dependents may run after a job ending with this status."""
-        return self in (Status.OK, Status.ALLOWED, Status.RESUMED)
+        return self in (Status.OK, Status.ALLOWED, Status.RESUMED, Status.SHARED, Status.UP_TO_DATE)
 
     @property
     def reused(self) -> bool:
         """Done in an earlier run and not run in this one: its log is not this run's output."""
-        return self is Status.RESUMED
+        return self in (Status.RESUMED, Status.SHARED, Status.UP_TO_DATE)
 
     def __str__(self) -> str:
         return self.value

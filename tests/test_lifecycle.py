@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import gevent
 import pytest
@@ -18,7 +19,7 @@ from orchestrator.executors.processes import Done, KillAttempt, dispatch
 from orchestrator.listeners import Fanout, RunListener
 from orchestrator.model import Job
 from orchestrator.output import Reporter
-from orchestrator.results import Status
+from orchestrator.results import JobResult, Status
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "orchestrator"
 
@@ -276,3 +277,34 @@ def test_resumed_jobs_do_not_replay_their_old_output(tmp_path, write_jobs):
     assert result.returncode == 0, result.stderr
     assert "old output of a" not in result.stdout
     assert "ok (resumed)" in result.stdout
+
+
+class Guard:
+    """Says `done` needs no run; records every before and after."""
+
+    def __init__(self):
+        self.calls = []
+
+    def before(self, job):
+        self.calls.append(("before", job.name))
+        if job.name == "done":
+            return JobResult(job.name, Status.UP_TO_DATE)
+        return None
+
+    def after(self, job, result):
+        self.calls.append(("after", job.name, result.status if result else None))
+
+
+def test_a_guard_decides_before_a_job_runs_and_hears_how_it_ended():
+    jobs = jobs_of(Job("done", "true"), Job("build", "true", needs=("done",)))
+    executor, guard = FakeExecutor(), Guard()
+    engine = make_engine(jobs, executor, jobs_limit=2)
+    engine.config = replace(engine.config, guard=guard)
+    summary = engine.run()
+    assert executor.started == ["build"]
+    assert [(r.name, r.status) for r in summary.results] == [
+        ("done", Status.UP_TO_DATE),
+        ("build", Status.OK),
+    ]
+    assert summary.results[0].ready is not None and summary.exit_code == 0
+    assert guard.calls == [("before", "done"), ("before", "build"), ("after", "build", Status.OK)]
