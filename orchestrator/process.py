@@ -1,8 +1,8 @@
 """The one place that starts, waits for, captures and kills a job's process.
 
 Launching goes through the stdlib (vfork, no Python in the child) and waiting through
-gevent's child watcher, as DESIGN.md measured; output is read by an io watcher callback
-in the hub, written to the job's log as it arrives, and only a bounded tail is kept.
+gevent's child watcher (docs/architecture.md, "Processes"); output is read by an io watcher
+callback in the hub, written to the job's log as it arrives, and only a bounded tail is kept.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ RESTORED_SIGNALS = tuple(
 
 
 def _posix_spawn(program, argv, env, write_fd, pass_fds) -> int:
-    """The fast launch (DESIGN.md): glibc's posix_spawn is a vfork and exec, with no Python
+    """The fast launch: glibc's posix_spawn is a vfork and exec, with no Python
     in the child. Descriptors are non-inheritable in Python, so only 0-2 and pass_fds pass."""
     for fd in pass_fds:
         os.set_inheritable(fd, True)

@@ -34,7 +34,7 @@ class Status(str, enum.Enum):
 
 
 class StopReason(str, enum.Enum):
-    """Why a run stopped early; each maps to the exit code SPEC.md gives it."""
+    """Why a run stopped early; each maps to the exit code the README gives it."""
 
     TIMEOUT = "timeout"
     SIGINT = "interrupt"
