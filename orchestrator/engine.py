@@ -76,11 +76,20 @@ class EngineConfig:
     guard: JobGuard | None = None  # the run state's per-job lock and up-to-date check
 
 
-class JobRunner(Greenlet):
+class Admission(Greenlet[..., bool]):
+    """A job waiting at the resource gate; it keeps the job's name, which gevent drops
+    with `args` once a greenlet is killed."""
+
+    def __init__(self, admit: Callable[[Job], bool], job: Job) -> None:
+        super().__init__(admit, job)
+        self.job_name = job.name
+
+
+class JobRunner(Greenlet[..., JobResult]):
     """One job: its attempts, retries and retry delays, ending in a JobResult value."""
 
     def __init__(self, engine: Engine, job: Job) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[call-arg]  # a subclass gives _run, not run (gevent's way)
         self.engine = engine
         self.job = job
         self.started_at: float | None = None
@@ -202,9 +211,9 @@ class Engine:
             self.priority = priorities(plan.names, plan.dependents, durations)
         # Jobs with their resources, waiting for a slot.
         self.waiting: ReadyQueue = ready_queue(config.schedule, self.priority, plan.index)
-        self.results: dict[str, AsyncResult] = {name: AsyncResult() for name in plan.names}
+        self.results: dict[str, AsyncResult[JobResult]] = {name: AsyncResult() for name in plan.names}
         self.ready_at: dict[str, float] = {}
-        self.finished: Queue = Queue()
+        self.finished: Queue[tuple[str, JobResult]] = Queue()
         self.stop_event = Event()
         self.stop_reason: StopReason | None = None
         self.halted = False  # after a failure under the default policy: start nothing new
@@ -252,7 +261,7 @@ class Engine:
         finally:
             if timer is not None:
                 timer.kill()
-        summary = RunSummary([self.results[name].get() for name in self.plan.names], self.stop_reason)
+        summary = RunSummary([self.outcome(name) for name in self.plan.names], self.stop_reason)
         summary.elapsed = time.monotonic() - started
         summary.run_id, summary.started = self.config.run_id, started_wall
         self.listener.run_ended(summary)
@@ -281,10 +290,9 @@ class Engine:
             if self.gate.try_acquire(self.jobs[name].resources):
                 self.waiting.push(name, holding=True)
             else:
-                admission = Greenlet(self._admit, self.jobs[name])
-                admission.job_name = name  # gevent drops `args` once a greenlet is killed
+                admission = Admission(self._admit, self.jobs[name])
                 admission.link(self._on_admission_done)
-                self.admissions.start(admission)
+                self.admissions.start(admission)  # type: ignore[arg-type]  # typeshed: Greenlet[..., object]
         self._pump()
 
     def _admit(self, job: Job) -> bool:
@@ -309,7 +317,8 @@ class Engine:
         # A raw link runs in the hub as the runner ends, before the pool frees its slot, so
         # a failure halts the run before a waiting job can take that slot.
         runner.rawlink(self._on_runner_done)
-        self.pool.start(runner)  # never waits: _pump checked for room
+        # Never waits: _pump checked for room. (typeshed's Pool.start wants Greenlet[..., object].)
+        self.pool.start(runner)  # type: ignore[arg-type]
 
     def take_slot(self) -> int:
         """The lowest lane no running job holds: trace lanes never overlap."""
@@ -326,7 +335,7 @@ class Engine:
                 self.gate.release(self.jobs[name].resources)
             self.finished.put((name, self.unstarted(name, Status.CANCELLED)))
 
-    def _on_admission_done(self, admission: Greenlet) -> None:
+    def _on_admission_done(self, admission: Admission) -> None:
         # Killed while waiting at a gate, or before it ever ran: the job never started.
         if admission.value is not True:
             self.finished.put((admission.job_name, self.unstarted(admission.job_name, Status.CANCELLED)))
@@ -374,6 +383,12 @@ class Engine:
             reason = f"needs {name} ({result.status})"
             self._set_result(self.unstarted(skipped_name, Status.SKIPPED, reason=reason))
         self._release(ready)
+
+    def outcome(self, name: str) -> JobResult:
+        """The result of a job that has one."""
+        result = self.results[name].get(block=False)
+        assert result is not None, name
+        return result
 
     def _set_result(self, result: JobResult) -> None:
         self.results[result.name].set(result)

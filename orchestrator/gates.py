@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from gevent.event import Event
@@ -87,7 +87,7 @@ class ResourceGate:
             waiter.granted.set()
 
     @contextmanager
-    def hold(self, demand: Mapping[str, int]):
+    def hold(self, demand: Mapping[str, int]) -> Iterator[None]:
         self.acquire(demand)
         try:
             yield

@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -88,7 +89,7 @@ class TokenGate:
         self._wake = Event()
 
     @contextmanager
-    def hold(self):
+    def hold(self) -> Iterator[None]:
         """Hold one job slot for the duration of the block."""
         token = self._acquire()  # no greenlet switch between here and `try`: a kill cannot lose it
         self.in_use += 1
@@ -143,6 +144,7 @@ class TokenGate:
         else:
             self.tokens_held -= 1
             try:
+                assert self.writer is not None  # a token was read, so there is a jobserver
                 os.write(self.writer, token)
             except OSError:
                 pass  # make has gone away: nobody is left to give it to
@@ -291,7 +293,7 @@ class JobSlots:
     server: Server | None = None
     client: bool = False
 
-    def environment(self, environ) -> dict[str, str]:
+    def environment(self, environ: Mapping[str, str]) -> dict[str, str]:
         """The caller's environment with the MAKEFLAGS our jobs get."""
         env = dict(environ)
         if self.makeflags.strip():
@@ -307,7 +309,11 @@ class JobSlots:
 
 
 def job_slots(
-    explicit_jobs: int | None, default_jobs: int, job_count: int, flags: MakeFlags, warn=None
+    explicit_jobs: int | None,
+    default_jobs: int,
+    job_count: int,
+    flags: MakeFlags,
+    warn: Callable[[str], None] | None = None,
 ) -> JobSlots:
     """Use make's jobserver when MAKEFLAGS has one and no -j was given; else serve our own.
 
@@ -331,7 +337,9 @@ def job_slots(
     return JobSlots(server.gate, slots, server.makeflags(flags.text), server.pass_fds, server=server)
 
 
-def reopen_in_worker(parent_pid: int, pass_fds: tuple[int, ...], makeflags: str | None):
+def reopen_in_worker(
+    parent_pid: int, pass_fds: tuple[int, ...], makeflags: str | None
+) -> tuple[tuple[int, ...], str | None]:
     """In a worker process (spawned: it inherits no descriptors), the parent's jobserver
     pipe opened anew through /proc, and the MAKEFLAGS naming this process's numbers.
     `pass_fds` is (read, write), as JobSlots has it; returns (descriptors, MAKEFLAGS).

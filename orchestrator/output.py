@@ -78,7 +78,7 @@ class Reporter(RunListener):
         self.stream = stream if stream is not None else sys.stdout.buffer
         self.errors = errors  # None: sys.stderr as it is when written to
         self.github_groups = github_groups
-        self.inbox: Queue = Queue()
+        self.inbox: Queue[object] = Queue()
         self.partial: dict[str, bytes] = {}
         self.writer: ThreadPool | None = None  # the thread every blocking write goes through
         self.patience: float | None = None  # how long close() waits; None: until all is out
@@ -214,7 +214,7 @@ class Reporter(RunListener):
             self.writer.kill()
 
 
-def _cannot_block(stream) -> bool:
+def _cannot_block(stream: Any) -> bool:
     """A write of up to PIPE_BUF bytes returns at once: a file, or a pipe with that much
     room (what POLLOUT promises). A terminal never counts: stopped, it takes less."""
     try:
@@ -226,7 +226,7 @@ def _cannot_block(stream) -> bool:
     return bool(poller.poll(0)) and not os.isatty(fd)
 
 
-def _write_out(stream, data: bytes | str) -> None:  # in the hub or the writer thread
+def _write_out(stream: Any, data: bytes | str) -> None:  # in the hub or the writer thread
     try:
         stream.write(data)
         stream.flush()

@@ -12,8 +12,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
@@ -50,7 +51,9 @@ class OutputSink:
     is never blocked on a full pipe, but nothing more is written.
     """
 
-    def __init__(self, log_file, on_chunk=None, tail_bytes: int = TAIL_BYTES):
+    def __init__(
+        self, log_file: Any, on_chunk: Callable[[bytes], None] | None = None, tail_bytes: int = TAIL_BYTES
+    ) -> None:
         self.log_file = log_file
         self.on_chunk = on_chunk
         self.tail_bytes = tail_bytes
@@ -73,7 +76,7 @@ class OutputSink:
         return bytes(self.tail[-self.tail_bytes :])
 
 
-def launch_error_reason(exc: OSError, argv, cwd) -> tuple[int | None, str]:
+def launch_error_reason(exc: OSError, argv: Sequence[str], cwd: str | None) -> tuple[int | None, str]:
     """Exit code and words for a process that could not start (as a shell would say)."""
     if cwd is not None and exc.filename == cwd:
         return (
@@ -104,7 +107,7 @@ def kill_group(pgid: int, sig: int) -> bool:
         return False
 
 
-def seal_inherited_descriptors(keep=()) -> None:
+def seal_inherited_descriptors(keep: Iterable[int] = ()) -> None:
     """Make every descriptor above 2 that this process inherited non-inheritable, except
     `keep`: posix_spawn passes on whatever is inheritable, and a job holding, say, the
     pipe multiprocessing uses to see a worker die would hide that death (Popen's
@@ -125,7 +128,9 @@ RESTORED_SIGNALS = tuple(
 )
 
 
-def _posix_spawn(program, argv, env, write_fd, pass_fds) -> int:
+def _posix_spawn(
+    program: str, argv: Sequence[str], env: Mapping[str, str] | None, write_fd: int, pass_fds: Iterable[int]
+) -> int:
     """The fast launch: glibc's posix_spawn is a vfork and exec, with no Python
     in the child. Descriptors are non-inheritable in Python, so only 0-2 and pass_fds pass."""
     for fd in pass_fds:
@@ -137,7 +142,7 @@ def _posix_spawn(program, argv, env, write_fd, pass_fds) -> int:
     ]
     return os.posix_spawn(
         program,
-        argv,
+        list(argv),
         os.environ if env is None else env,
         file_actions=actions,
         setsid=True,
@@ -152,12 +157,12 @@ class Process:
         self,
         supervisor: Supervisor,
         job_name: str,
-        argv,
-        env,
-        cwd,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None,
+        cwd: str | None,
         sink: OutputSink,
         pass_fds: tuple[int, ...] = (),
-    ):
+    ) -> None:
         self.supervisor = supervisor
         self.sink = sink
         self.exited = Event()
@@ -179,12 +184,19 @@ class Process:
         self._child = hub.loop.child(self.pid)
         self._child.start(self._on_exit)
         os.set_blocking(read_fd, False)
-        self.read_fd = read_fd
+        self.read_fd: int | None = read_fd
         self._io = hub.loop.io(read_fd, 1)
         self._io.start(self._on_readable)
 
     @staticmethod
-    def _spawn(supervisor: Supervisor, argv, env, cwd, write_fd, pass_fds=()) -> int:
+    def _spawn(
+        supervisor: Supervisor,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+        write_fd: int,
+        pass_fds: tuple[int, ...] = (),
+    ) -> int:
         if cwd is None:
             return _posix_spawn(supervisor.find_program(argv[0], env), argv, env, write_fd, pass_fds)
         popen = subprocess.Popen(
@@ -210,6 +222,8 @@ class Process:
 
     def _on_readable(self) -> None:
         # Runs in the hub: never raises, never blocks.
+        if self.read_fd is None:
+            return
         try:
             data = os.read(self.read_fd, READ_SIZE)
         except BlockingIOError:
@@ -290,9 +304,9 @@ class Process:
 def run_process(
     supervisor: Supervisor,
     job_name: str,
-    argv,
-    env,
-    cwd,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | None,
     sink: OutputSink,
     timeout: float | None,
     stop: Event | None = None,

@@ -267,7 +267,7 @@ class _StopWatch:
             time.sleep(STOP_POLL_SECONDS)
             return b""
         try:
-            self.stopped = bool(self.stop.wait(timeout=STOP_POLL_SECONDS))
+            self.stopped = bool(self.stop.wait(timeout=STOP_POLL_SECONDS))  # type: ignore[no-untyped-call]  # distributed.Event.wait has no annotations
         except Exception:  # the scheduler is gone: nobody will take these attempts' results
             return b"k"
         return b"s" if self.stopped else b""

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 from collections.abc import Mapping
+from typing import Any
 
 import gevent
 from gevent import Greenlet
@@ -52,7 +53,7 @@ class Supervisor:
         self.protected: set[int] = set()  # our own helpers (worker processes)
         self.subreaper = False
         self._program_paths: dict[tuple[str, str], str] = {}
-        self._scheduled: Greenlet | None = None
+        self._scheduled: Greenlet[..., Any] | None = None
 
     # -- launching --
     def find_program(self, name: str, env: Mapping[str, str] | None) -> str:

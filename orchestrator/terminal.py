@@ -16,14 +16,14 @@ COLOR_MODES = ("auto", "always", "never")
 CLEAR_LINE = b"\r\x1b[K"
 
 
-def is_tty(stream) -> bool:
+def is_tty(stream: Any) -> bool:
     try:
-        return stream.isatty()
+        return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
         return False
 
 
-def color_enabled(mode: str | bool, stream, environ=None) -> bool:
+def color_enabled(mode: str | bool, stream: Any, environ: Mapping[str, str] | None = None) -> bool:
     """`always`/`never` win; `auto` colours a terminal unless NO_COLOR is set (no-color.org)
     or TERM is dumb."""
     if isinstance(mode, bool):

@@ -155,7 +155,7 @@ class ProcessPoolExecutor:
         self.pass_fds = pass_fds  # the jobserver's pipe (read, write), reopened by each worker
         self.results = self.context.Queue()
         _protect_resource_tracker(supervisor)
-        self.pending: dict[int, AsyncResult] = {}
+        self.pending: dict[int, AsyncResult[ProcessResult]] = {}
         self.outputs: dict[int, Callable[[bytes], None]] = {}
         self.ids = itertools.count()
         self.closed = False
@@ -208,7 +208,8 @@ class ProcessPoolExecutor:
         if stop.is_set():
             worker.tasks.put(StopAll())
         try:
-            outcome: ProcessResult = result.get()
+            outcome = result.get()
+            assert outcome is not None  # an AsyncResult set with a value, never with None
             return outcome
         except BaseException:  # this runner was killed: kill the attempt at once
             worker.tasks.put(KillAttempt(attempt_id))
@@ -280,7 +281,7 @@ def worker_main(
     supervisor = Supervisor(run_id, kill_grace)
     supervisor.become_subreaper()
     stop, done = Event(), Event()
-    running: dict[int, gevent.Greenlet] = {}
+    running: dict[int, gevent.Greenlet[..., None]] = {}
     group = gevent.pool.Group()
 
     def leave() -> None:
