@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -76,7 +76,15 @@ class EngineConfig:
     guard: JobGuard | None = None  # the run state's per-job lock and up-to-date check
 
 
-class Admission(Greenlet[..., bool]):
+# gevent's Greenlet is generic only in its stubs (types-gevent), not at run time.
+if TYPE_CHECKING:
+    _AdmissionBase = Greenlet[..., bool]
+    _RunnerBase = Greenlet[..., JobResult]
+else:
+    _AdmissionBase = _RunnerBase = Greenlet
+
+
+class Admission(_AdmissionBase):
     """A job waiting at the resource gate; it keeps the job's name, which gevent drops
     with `args` once a greenlet is killed."""
 
@@ -85,7 +93,7 @@ class Admission(Greenlet[..., bool]):
         self.job_name = job.name
 
 
-class JobRunner(Greenlet[..., JobResult]):
+class JobRunner(_RunnerBase):
     """One job: its attempts, retries and retry delays, ending in a JobResult value."""
 
     def __init__(self, engine: Engine, job: Job) -> None:
