@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 help: ## list these targets
 	@echo "make targets:"
-	@awk -F':.*## ' '/^[a-z]+:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z]+:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "then: $(BIN)/orchestrate --help (or pipx install . to have orchestrate on PATH)"
 
 # pip 21.3 is the first to install a pyproject.toml project in editable mode (PEP 660);
