@@ -61,6 +61,11 @@ JOB_KEY_SCHEMAS: dict[str, Schema] = {
         ],
         "description": "a list takes 1 unit of each; a mapping takes N",
     },
+    "host_resources": {
+        "type": "object",
+        "additionalProperties": {"type": "integer", "minimum": 1},
+        "description": "what one Dask worker must offer, e.g. {gpu: 1}",
+    },
     "timeout": TIMEOUT,
     "retries": {"type": "integer", "minimum": 0},
     "retry_delay": DURATION,
