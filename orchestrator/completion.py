@@ -160,10 +160,13 @@ fi
 FISH = r"""# fish completion for orchestrate:
 #   orchestrate completion fish > ~/.config/fish/completions/orchestrate.fish
 function __orchestrate_complete
-    set -l tokens (commandline -opc) (commandline -ct)
-    set -l found (orchestrate __complete -- $tokens[2..-1] 2>/dev/null)
+    set -l tokens (commandline -opc)
+    set -e tokens[1]
+    # Quoted, so an empty current word still reaches orchestrate as one.
+    set -l current (commandline -ct)
+    set -l found (orchestrate __complete -- $tokens "$current" 2>/dev/null)
     if test "$found[1]" = ":files"
-        __fish_complete_path (commandline -ct)
+        __fish_complete_path "$current"
         return
     end
     printf '%s\n' $found

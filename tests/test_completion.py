@@ -121,3 +121,51 @@ def test_zsh_and_fish_scripts_parse(tmp_path, shell, check):
     path.write_text(result.stdout)
     parsed = subprocess.run([*check, str(path)], capture_output=True, text=True)
     assert parsed.returncode == 0, parsed.stderr
+
+
+def shell_env(project) -> dict[str, str]:
+    return dict(os.environ, PATH=f"{project / 'bin'}:{os.environ['PATH']}")
+
+
+def test_zsh_function_offers_job_names_and_tags(project):
+    if shutil.which("zsh") is None:
+        pytest.skip("zsh is not installed")
+    # compadd and compdef stand in for zsh's completion system: they print what they are given.
+    script = r"""
+compdef() { : }
+compadd() { [[ $1 == -- ]] && shift; print -rl -- "$@" }
+eval "$(orchestrate completion zsh)"
+words=(orchestrate run b); CURRENT=3; _orchestrate; print -- ---
+words=(orchestrate run --tag ''); CURRENT=4; _orchestrate
+"""
+    result = subprocess.run(
+        ["zsh", "-f", "-c", script],
+        cwd=project / "src",
+        env=shell_env(project),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    jobs, tags = result.stdout.split("---\n")
+    assert jobs.split() == ["build", "build[ARCH=x86_64]", "build[ARCH=arm64]"]
+    assert tags.split() == ["fast", "slow"]
+
+
+def test_fish_completes_job_names_and_tags(project):
+    if shutil.which("fish") is None:
+        pytest.skip("fish is not installed")
+    script = (
+        "source (orchestrate completion fish | psub)\n"
+        "complete -C 'orchestrate run b'; echo ---; complete -C 'orchestrate list --tag '"
+    )
+    result = subprocess.run(
+        ["fish", "--no-config", "-c", script],
+        cwd=project / "src",
+        env=shell_env(project),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    jobs, tags = result.stdout.split("---\n")
+    assert sorted(jobs.split()) == ["build", "build[ARCH=arm64]", "build[ARCH=x86_64]"]
+    assert tags.split() == ["fast", "slow"]
