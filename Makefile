@@ -4,27 +4,39 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test golden bench clean
+.DEFAULT_GOAL := help
+.PHONY: help run test golden bench clean
 
+help: ## list these targets
+	@echo "make targets:"
+	@awk -F':.*## ' '/^[a-z]+:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "then: $(BIN)/orchestrate --help (or pipx install . to have orchestrate on PATH)"
+
+# pip 21.3 is the first to install a pyproject.toml project in editable mode (PEP 660);
+# a fresh venv's own pip (23.2 with Python 3.11) is newer, so it is upgraded only when older.
+# setuptools warns at every editable install that a same-named folder could shadow the package:
+# that is the point here, so the warning is silenced to keep `make run` to the demo's output.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (once, or after pyproject.toml changes)..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys, pip; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (21, 3))' \
+		|| $(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/orchestrate run jobs/demo.yaml
+run: $(STAMP) ## create .venv if needed, then run the demo (jobs/demo.yaml)
+	@$(BIN)/orchestrate run -f jobs/demo.yaml
 
-test: $(STAMP)
+test: $(STAMP) ## create .venv if needed, then run the whole test suite
 	$(BIN)/python -m pytest -q
 
 # Rewrite the golden files from the code as it is now; review `git diff tests/` before committing.
-golden: $(STAMP)
+golden: $(STAMP) ## rewrite the golden files (review git diff tests/ before committing)
 	$(BIN)/python -m pytest -q --update-golden tests/test_scenarios.py tests/test_golden.py \
 		tests/test_loader.py::test_folder_loads_as_its_golden_file
 
-bench: $(STAMP)
+bench: $(STAMP) ## time orchestrate against make, ninja, xargs and GNU parallel
 	$(BIN)/python bench/bench.py
 
-clean:
+clean: ## remove .venv and run state
 	rm -rf $(VENV) .orchestrate jobs/.orchestrate

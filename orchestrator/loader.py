@@ -485,7 +485,12 @@ class _Reader:
         return {**self.base_env, **dotenv, **own, **self.variables}
 
     def read_job(
-        self, name: str, key: _Node, node: _Node, shared_env: dict[str, str], frozen_shared_env: Mapping
+        self,
+        name: str,
+        key: _Node,
+        node: _Node,
+        shared_env: dict[str, str],
+        frozen_shared_env: Mapping[str, str],
     ) -> None:
         self.check_name(key, name, "job name")
         owner = f'job "{name}"'
@@ -774,7 +779,11 @@ class _Reader:
     # -- checks -----------------------------------------------------------------------------
 
     def check_keys(
-        self, entries: dict, allowed: tuple[str, ...], where: str, jobs: _Node | None = None
+        self,
+        entries: dict[str, tuple[_Node, _Node]],
+        allowed: tuple[str, ...],
+        where: str,
+        jobs: _Node | None = None,
     ) -> None:
         """Every key is allowed here; `jobs` (at the top level) lets a job key that slipped
         out of its job say which job it probably belongs to."""

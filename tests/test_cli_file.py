@@ -1,6 +1,7 @@
 """Finding the job file (-f, discovery up the tree, stdin, the old FILE form) and the help."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -146,3 +147,14 @@ def test_console_script_is_the_same_program(tmp_path):
     (tmp_path / "orchestrate.yaml").write_text(JOBS)
     result = subprocess.run([script, "list", "--names"], cwd=tmp_path, capture_output=True, text=True)
     assert result.stdout.split() == ["hello"]
+
+
+def test_plain_make_lists_the_targets():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    result = subprocess.run(["make", "--no-print-directory", "-C", root], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "make targets:"
+    assert {line.split()[1] for line in lines[1:-1]} >= {"help", "run", "test", "bench", "clean"}
