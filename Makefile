@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test golden bench clean
+.PHONY: run test golden bench mutate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,5 +26,23 @@ golden: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 
+# Mutation testing (mutmut, configured in pyproject.toml): slow, so not part of `make test`,
+# and its tool (libcst, textual) is big, so it is installed only when asked for.
+# `make mutate MUTANTS='orchestrator.gates*'` runs only some; the survivors are listed at the
+# end, `.venv/bin/mutmut show NAME` shows one.
+MUTMUT := $(VENV)/.mutmut
+MUTANTS ?=
+
+$(MUTMUT): $(STAMP)
+	$(BIN)/python -m pip install -q 'mutmut>=3.8,<4'
+	touch $(MUTMUT)
+
+mutate: $(MUTMUT)
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	@echo "mutants by module and outcome:"
+	@$(BIN)/mutmut results --all true | sed -E 's/^ *orchestrator[.]([a-z_]+)[.].*: /\1 /' | sort | uniq -c
+	@echo "survivors:"
+	@$(BIN)/mutmut results | grep -v ': not checked$$' || true
+
 clean:
-	rm -rf $(VENV) .orchestrate jobs/.orchestrate
+	rm -rf $(VENV) .orchestrate jobs/.orchestrate mutants
