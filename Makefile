@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test golden bench clean
+.PHONY: help run test golden bench mutate clean
 
 help: ## list these targets
 	@echo "make targets:"
@@ -38,5 +38,23 @@ golden: $(STAMP) ## rewrite the golden files (review git diff tests/ before comm
 bench: $(STAMP) ## time orchestrate against make, ninja, xargs and GNU parallel
 	$(BIN)/python bench/bench.py
 
-clean: ## remove .venv and run state
-	rm -rf $(VENV) .orchestrate jobs/.orchestrate
+# Mutation testing (mutmut, configured in pyproject.toml): slow, so not part of `make test`,
+# and its tool (libcst, textual) is big, so it is installed only when asked for.
+# `make mutate MUTANTS='orchestrator.gates*'` runs only some; the survivors are listed at the
+# end, `.venv/bin/mutmut show NAME` shows one.
+MUTMUT := $(VENV)/.mutmut
+MUTANTS ?=
+
+$(MUTMUT): $(STAMP)
+	$(BIN)/python -m pip install -q 'mutmut>=3.8,<4'
+	touch $(MUTMUT)
+
+mutate: $(MUTMUT) ## mutation testing of the core (slow; not part of make test)
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	@echo "mutants by module and outcome:"
+	@$(BIN)/mutmut results --all true | sed -E 's/^ *orchestrator[.]([a-z_]+)[.].*: /\1 /' | sort | uniq -c
+	@echo "survivors:"
+	@$(BIN)/mutmut results | grep -v ': not checked$$' || true
+
+clean: ## remove .venv, run state and mutants
+	rm -rf $(VENV) .orchestrate jobs/.orchestrate mutants

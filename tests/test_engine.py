@@ -160,6 +160,7 @@ def test_each_job_gets_exactly_one_result_in_a_wide_dag():
         assert all(position[need] < position[j.name] for need in j.needs)
 
 
+@pytest.mark.slow
 def test_many_jobs_waiting_on_one_resource_cost_linear_time():
     # Each release used to rescan every waiter: 20,000 jobs on one resource took 85 s.
     import time

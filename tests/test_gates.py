@@ -79,9 +79,17 @@ def test_a_killed_waiter_gives_back_its_place():
     assert gate.free["r"] == 1 and not gate.waiters
 
 
-def test_over_capacity_demand_is_refused():
-    with pytest.raises(ValueError):
-        ResourceGate({"r": 1}).acquire({"r": 2})
+@pytest.mark.parametrize(
+    "demand, message",
+    [({"r": 2}, "2 units of 'r' asked, capacity 1"), ({"x": 1}, "1 units of 'x' asked, capacity 0")],
+    ids=["over-capacity", "undeclared"],
+)
+def test_a_demand_no_capacity_can_meet_is_refused_at_once(demand, message):
+    gate = ResourceGate({"r": 1})
+    with pytest.raises(ValueError) as refused:
+        gate.acquire(demand)
+    assert str(refused.value) == message
+    assert gate.free == {"r": 1} and not gate.waiters
 
 
 def test_a_waiter_killed_after_its_grant_gives_the_units_back():
