@@ -24,8 +24,8 @@ from gevent.event import AsyncResult, Event
 
 from orchestrator import remote
 from orchestrator.errors import UsageError
+from orchestrator.logs import LogFile
 from orchestrator.model import Job
-from orchestrator.output import LogFile
 from orchestrator.process import OutputSink, ProcessResult, launch_error_reason
 
 CONNECT_SECONDS = 3.0
