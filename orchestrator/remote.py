@@ -19,6 +19,7 @@ from typing import Any
 
 CHUNK = 1 << 16
 FLUSH_SECONDS = 0.01  # output is sent at most this late; a chatty job costs few messages
+EXIT_POLL_SECONDS = 0.02  # only where the kernel has no pidfd
 STOP_POLL_SECONDS = 0.5  # the stop watcher's long poll: a stop is seen at once, a cancel this late
 
 
@@ -131,10 +132,14 @@ def _supervise(
     assert process.stdout is not None
     pipe = process.stdout.fileno()
     os.set_blocking(pipe, False)
-    exited = os.pidfd_open(process.pid)
+    try:
+        exited: int | None = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # before Linux 5.3: look every few milliseconds instead
+        exited = None
     selector = selectors.DefaultSelector()
     for fd in (pipe, exited, wake):
-        selector.register(fd, selectors.EVENT_READ)
+        if fd is not None:
+            selector.register(fd, selectors.EVENT_READ)
     deadline = None if timeout is None else time.monotonic() + timeout
     kill_at: float | None = None  # after a TERM: when the grace ends
     timed_out = stopped = signalled = False
@@ -159,6 +164,8 @@ def _supervise(
             flush_in = send.flush_due()
             if flush_in is not None:
                 waits.append(flush_in)
+            if exited is None:
+                waits.append(EXIT_POLL_SECONDS)
             for key, _ in selector.select(max(0.0, min(waits)) if waits else None):
                 if key.fd == pipe:
                     data = _read(pipe)
@@ -187,7 +194,8 @@ def _supervise(
             send.output(data)
     finally:
         selector.close()
-        os.close(exited)
+        if exited is not None:
+            os.close(exited)
         process.stdout.close()
     code = process.returncode
     return {
@@ -267,7 +275,7 @@ class _StopWatch:
             time.sleep(STOP_POLL_SECONDS)
             return b""
         try:
-            self.stopped = bool(self.stop.wait(timeout=STOP_POLL_SECONDS))  # type: ignore[no-untyped-call]  # distributed.Event.wait has no annotations
+            self.stopped = bool(self.stop.wait(timeout=STOP_POLL_SECONDS))  # type: ignore[no-untyped-call]
         except Exception:  # the scheduler is gone: nobody will take these attempts' results
             return b"k"
         return b"s" if self.stopped else b""
