@@ -459,6 +459,7 @@ def test_billion_laughs_is_refused_quickly():
     assert where(err) == (5, 30) and "must be a string, got a list" in err.message
 
 
+@pytest.mark.no_cover  # a time bound: line tracing would measure the tracer
 def test_repeated_big_alias_hits_the_work_limit():
     names = ", ".join(f"t{i}" for i in range(1000))
     lines = ["jobs:", f"  a: {{run: make, tags: &t [{names}]}}"]
@@ -696,6 +697,7 @@ def big_job_file(count: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.no_cover  # a time bound: line tracing would measure the tracer
 def test_100k_jobs_load_quickly():
     text = big_job_file(100_000)
     started = time.perf_counter()
@@ -714,6 +716,7 @@ def test_long_cycle_in_a_big_file_is_found():
 
 
 @pytest.mark.slow
+@pytest.mark.no_cover  # a time bound: line tracing would measure the tracer
 def test_50mb_file_is_refused_within_seconds(tmp_path):
     path = tmp_path / "huge.yaml"
     path.write_text("jobs: [" + "a," * (25 * 1024 * 1024) + "a]\n")
