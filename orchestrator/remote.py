@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import os
 import selectors
 import shutil
@@ -21,6 +22,9 @@ CHUNK = 1 << 16
 FLUSH_SECONDS = 0.01  # output is sent at most this late; a chatty job costs few messages
 EXIT_POLL_SECONDS = 0.02  # only where the kernel has no pidfd
 STOP_POLL_SECONDS = 0.5  # the stop watcher's long poll: a stop is seen at once, a cancel this late
+
+with open(__file__, "rb") as _source:
+    _SOURCE_DIGEST = hashlib.sha256(_source.read()).hexdigest()
 
 
 def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +69,12 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
         send.flush()
     _kill_leftovers(process.pid, spec["kill_grace"])
     return _result(started, worker.address, chunks=send.count, **outcome)
+
+
+def source_digest() -> str:
+    """The hash of this module's source as it was imported: the parent ships the module with
+    each task unless every worker runs this very code."""
+    return _SOURCE_DIGEST
 
 
 def _result(

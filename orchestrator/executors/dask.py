@@ -84,10 +84,7 @@ class DaskExecutor:
             address = str(self.cluster.scheduler_address)
         self.address = address
         self.client = _connect(distributed, self.address, target)
-        # Workers need not have orchestrate installed: the remote module travels with the task.
-        import cloudpickle
-
-        cloudpickle.register_pickle_by_value(remote)
+        self._ship_remote_if_needed()
         self.attempts: dict[str, _Attempt] = {}
         self.ids = itertools.count(1)
         self.stop_name = f"orchestrate-stop-{self.client.id}"  # set once, when the run stops
@@ -111,6 +108,20 @@ class DaskExecutor:
         if not self.workers:
             self.close()
             raise UsageError(f"the Dask scheduler at {target} has no workers; start one with dask worker")
+
+    def _ship_remote_if_needed(self) -> None:
+        """Workers need not have orchestrate installed: where any lacks this very
+        orchestrator.remote, the module travels with each task (pickled by value, about
+        20 KB and a few milliseconds a task); where all have it, by reference."""
+        ours = remote.source_digest()
+        try:  # fails where a worker cannot import orchestrator.remote to run it
+            theirs = self.client.run(remote.source_digest)
+        except Exception:
+            theirs = {}
+        if not theirs or any(digest != ours for digest in theirs.values()):
+            import cloudpickle
+
+            cloudpickle.register_pickle_by_value(remote)
 
     # -- the Executor interface --
     def run_attempt(
