@@ -35,7 +35,9 @@ class Cluster:
             "scheduler",
             "--scheduler-file",
         )
-        assert wait_for(self._read_address, 30), self.log("scheduler")
+        if not wait_for(self._read_address, 30):
+            self.stop()
+            pytest.fail(f"the scheduler did not start:\n{self.log('scheduler')}")
         self.target = "dask://" + self.address.removeprefix("tcp://")
 
     def _read_address(self) -> bool:
