@@ -36,9 +36,17 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
     from distributed import get_worker
 
     worker = get_worker()
+    send = _Sender(worker, spec["topic"], spec["token"])
+    result = _run(spec, worker, send)
+    # The result as an event too, after the output on the same stream: the parent need not
+    # fetch it from this worker, a round trip per attempt.
+    send.message("end", result)
+    return result
+
+
+def _run(spec: dict[str, Any], worker: Any, send: _Sender) -> dict[str, Any]:
     task_key = worker.get_current_task()
     started = time.monotonic()
-    send = _Sender(worker, spec["topic"], spec["token"])
     env = {**os.environ, **spec["env"]}
     try:
         program = _find_program(spec["argv"][0], env, spec["cwd"])
