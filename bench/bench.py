@@ -18,7 +18,7 @@ workload taking turns within a round; the table shows the median seconds, the ra
     a 2x2 matrix that the next job needs whole): `orchestrate validate FILE` and
     `orchestrate run FILE --dry-run` (stdout to /dev/null). Targets: < 5 s and < 600 MB.
 (e) workload (a) with `--processes 2`; its ratio is to make on (a).
-(g) 200 jobs of `true` and 200 of `sleep 0.05` on a two-worker Dask cluster started
+(j) 200 jobs of `true` and 200 of `sleep 0.05` on a two-worker Dask cluster started
     beforehand (`dask scheduler` and two `dask worker --nthreads 4`: 8 slots, as -j8), with
     `--executor dask://...`, against `--processes 2`; overhead per job = (median - the
     ideal count x sleep / 8) / count. Also one `--executor dask-local:2` run of the `true`

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import os
 import selectors
 import shutil
@@ -22,6 +23,9 @@ FLUSH_SECONDS = 0.01  # output is sent at most this late; a chatty job costs few
 EXIT_POLL_SECONDS = 0.02  # only where the kernel has no pidfd
 STOP_POLL_SECONDS = 0.5  # the stop watcher's long poll: a stop is seen at once, a cancel this late
 
+with open(__file__, "rb") as _source:
+    _SOURCE_DIGEST = hashlib.sha256(_source.read()).hexdigest()
+
 
 def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one attempt where Dask placed it; the result is a plain dict (see `_result`).
@@ -32,9 +36,17 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
     from distributed import get_worker
 
     worker = get_worker()
+    send = _Sender(worker, spec["topic"], spec["token"])
+    result = _run(spec, worker, send)
+    # The result as an event too, after the output on the same stream: the parent need not
+    # fetch it from this worker, a round trip per attempt.
+    send.message("end", result)
+    return result
+
+
+def _run(spec: dict[str, Any], worker: Any, send: _Sender) -> dict[str, Any]:
     task_key = worker.get_current_task()
     started = time.monotonic()
-    send = _Sender(worker, spec["topic"], spec["token"])
     env = {**os.environ, **spec["env"]}
     try:
         program = _find_program(spec["argv"][0], env, spec["cwd"])
@@ -65,6 +77,12 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
         send.flush()
     _kill_leftovers(process.pid, spec["kill_grace"])
     return _result(started, worker.address, chunks=send.count, **outcome)
+
+
+def source_digest() -> str:
+    """The hash of this module's source as it was imported: the parent ships the module with
+    each task unless every worker runs this very code."""
+    return _SOURCE_DIGEST
 
 
 def _result(

@@ -35,7 +35,9 @@ class Cluster:
             "scheduler",
             "--scheduler-file",
         )
-        assert wait_for(self._read_address, 30), self.log("scheduler")
+        if not wait_for(self._read_address, 30):
+            self.stop()
+            pytest.fail(f"the scheduler did not start:\n{self.log('scheduler')}")
         self.target = "dask://" + self.address.removeprefix("tcp://")
 
     def _read_address(self) -> bool:
@@ -199,6 +201,33 @@ def test_a_job_no_worker_can_host_fails_with_a_reason(cluster, tmp_path, write_j
     result = run_cli("run", jobs, "--executor", cluster.target, "--report-file", report)
     assert result.returncode == 1
     assert "no Dask worker offers host_resources gpu=2" in report_of(report)["big"]["reason"]
+
+
+def test_host_resources_are_read_from_jobs_and_defaults(write_jobs):
+    from orchestrator.loader import load_for_process
+
+    jobs = write_jobs("""defaults: {host_resources: {gpu: 1}}
+jobs:
+  train: {run: echo train, host_resources: {gpu: 2, ssd: 1}}
+  infer: {run: echo infer}
+""")
+    loaded = load_for_process(jobs).jobs
+    assert dict(loaded["train"].host_resources) == {"gpu": 2, "ssd": 1}
+    assert dict(loaded["infer"].host_resources) == {"gpu": 1}
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("[gpu]", 'host_resources of job "a" must be a mapping of name to units, e.g. {gpu: 1}, got a list'),
+        ("{gpu: 0}", 'units of "gpu" in host_resources of job "a" must be a whole number >= 1'),
+    ],
+)
+def test_bad_host_resources_are_a_usage_error(write_jobs, value, message):
+    jobs = write_jobs(f"jobs:\n  a: {{run: echo a, host_resources: {value}}}\n")
+    result = run_cli("validate", jobs)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{jobs}:2:") and message in result.stderr, result.stderr
 
 
 def test_sigint_leaves_no_remote_process(cluster, tmp_path, write_jobs):

@@ -84,10 +84,7 @@ class DaskExecutor:
             address = str(self.cluster.scheduler_address)
         self.address = address
         self.client = _connect(distributed, self.address, target)
-        # Workers need not have orchestrate installed: the remote module travels with the task.
-        import cloudpickle
-
-        cloudpickle.register_pickle_by_value(remote)
+        self._ship_remote_if_needed()
         self.attempts: dict[str, _Attempt] = {}
         self.ids = itertools.count(1)
         self.stop_name = f"orchestrate-stop-{self.client.id}"  # set once, when the run stops
@@ -111,6 +108,20 @@ class DaskExecutor:
         if not self.workers:
             self.close()
             raise UsageError(f"the Dask scheduler at {target} has no workers; start one with dask worker")
+
+    def _ship_remote_if_needed(self) -> None:
+        """Workers need not have orchestrate installed: where any lacks this very
+        orchestrator.remote, the module travels with each task (pickled by value, about
+        20 KB and a few milliseconds a task); where all have it, by reference."""
+        ours = remote.source_digest()
+        try:  # fails where a worker cannot import orchestrator.remote to run it
+            theirs = self.client.run(remote.source_digest)
+        except Exception:
+            theirs = {}
+        if not theirs or any(digest != ours for digest in theirs.values()):
+            import cloudpickle
+
+            cloudpickle.register_pickle_by_value(remote)
 
     # -- the Executor interface --
     def run_attempt(
@@ -223,7 +234,7 @@ class DaskExecutor:
     # -- in Dask's threads: hand over to the hub, touch nothing else --
     def _on_event(self, event: tuple[float, Any]) -> None:
         message = event[1]
-        if isinstance(message, (list, tuple)) and message and message[0] in ("out", "start"):
+        if isinstance(message, (list, tuple)) and message and message[0] in ("out", "start", "end"):
             self.inbox.append(tuple(message))
             self.watcher.send()
 
@@ -234,10 +245,22 @@ class DaskExecutor:
             self.watcher.send()
 
     def _on_done(self, token: str, future: Any) -> None:
-        """In Dask's callback thread, where waiting for the result blocks nobody."""
+        """In Dask's callback thread. A task that ran sent its result as an "end" event,
+        in order after its output: fetching it again would cost a round trip per attempt."""
+        if future.status == "finished":
+            self.inbox.append(("finished", token))
+        else:
+            try:
+                value, error = future.result(), ""
+            except BaseException as exc:  # cancelled, lost scheduler, or the task raised
+                value, error = None, self._failure(exc)
+            self.inbox.append(("done", token, value, error))
+        self.watcher.send()
+
+    def _fetch_result(self, token: str, future: Any) -> None:  # in our call thread
         try:
             value, error = future.result(), ""
-        except BaseException as exc:  # cancelled, lost scheduler, or the task raised
+        except BaseException as exc:
             value, error = None, self._failure(exc)
         self.inbox.append(("done", token, value, error))
         self.watcher.send()
@@ -271,6 +294,20 @@ class DaskExecutor:
             state.worker, state.host = worker, host
             if worker not in self.workers:  # it died before we heard it had started
                 self._lose(state, worker)
+
+    def _handle_end(self, token: str, value: dict[str, Any]) -> None:
+        self._handle_done(token, value, "")
+
+    def _handle_finished(self, token: str) -> None:
+        """The task is done; its "end" event should be here or on its way. Should it never
+        come, the result is fetched the slow way."""
+        state = self.attempts.get(token)
+        if state is not None and not state.done.ready() and state.final is None:
+            gevent.spawn_later(STRAGGLER_SECONDS, self._fetch_if_missing, state)
+
+    def _fetch_if_missing(self, state: _Attempt) -> None:
+        if not state.done.ready() and state.final is None and state.future is not None:
+            self._call(self._fetch_result, state.token, state.future)
 
     def _handle_done(self, token: str, value: dict[str, Any] | None, error: str) -> None:
         state = self.attempts.get(token)
