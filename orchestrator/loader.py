@@ -11,10 +11,10 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -206,7 +206,7 @@ class _Node:
 
     __slots__ = ("kind", "tag", "value", "mark", "plain")
 
-    def __init__(self, kind, tag, value, mark, plain=False):
+    def __init__(self, kind: str, tag: str | None, value: Any, mark: Any, plain: bool = False) -> None:
         self.kind = kind
         self.tag = tag  # an explicit tag, or the resolved one once asked for
         self.value = value  # str; list of nodes; or key, value, key, value, ... nodes
@@ -240,7 +240,7 @@ class _Composer:
         self.documents = 0
         self.count = 0
 
-    def run(self, get_event) -> _Node | None:
+    def run(self, get_event: Callable[[], Any]) -> _Node | None:
         open_collections = self.open
         while True:
             event = get_event()
@@ -268,7 +268,7 @@ class _Composer:
             elif cls is StreamEndEvent:
                 return self.root
 
-    def add(self, node: _Node, event) -> None:
+    def add(self, node: _Node, event: Any) -> None:
         """Put a node into the collection being read (or make it the root)."""
         self.count += 1
         if self.count > MAX_NODES:
@@ -278,10 +278,10 @@ class _Composer:
         else:
             self.root = node
 
-    def refuse(self, event) -> NoReturn:
+    def refuse(self, event: Any) -> NoReturn:
         self.fail(event, f"the job file has more than {MAX_NODES:,} YAML values; split it into smaller files")
 
-    def scalar(self, event) -> _Node:
+    def scalar(self, event: Any) -> _Node:
         self.check_tag(event, _SCALAR_TAGS)
         explicit = event.tag not in (None, "!")
         node = _Node(
@@ -295,7 +295,7 @@ class _Composer:
             self.anchors[event.anchor] = node
         return node
 
-    def start(self, event, kind: str) -> None:
+    def start(self, event: Any, kind: str) -> None:
         self.check_tag(event, {None, "!", MAP if kind == MAPPING else SEQ})
         node = _Node(kind, None, [], event.start_mark)
         self.add(node, event)
@@ -308,7 +308,7 @@ class _Composer:
         if anchor is not None:
             self.anchors[anchor] = node
 
-    def alias(self, event) -> _Node:
+    def alias(self, event: Any) -> _Node:
         node = self.anchors.get(event.anchor)
         if node is not None:
             # A new node over the same contents, so errors point at this use of the alias.
@@ -317,12 +317,12 @@ class _Composer:
             self.fail(event, f"alias *{event.anchor} refers to a value that contains it")
         self.fail(event, f"unknown alias *{event.anchor}; define &{event.anchor} before using it")
 
-    def document(self, event) -> None:
+    def document(self, event: Any) -> None:
         self.documents += 1
         if self.documents > 1:
             self.fail(event, "the job file holds more than one YAML document; remove the extra ---")
 
-    def check_tag(self, event, allowed) -> None:
+    def check_tag(self, event: Any, allowed: Container[str | None]) -> None:
         if event.tag not in allowed:
             tag = event.tag.replace(_CORE, "!!")
             self.fail(
@@ -331,7 +331,7 @@ class _Composer:
                 "numbers, booleans, lists and mappings",
             )
 
-    def fail(self, event, message: str) -> NoReturn:
+    def fail(self, event: Any, message: str) -> NoReturn:
         mark = event.start_mark
         raise JobFileError(self.path, mark.line + 1, mark.column + 1, message)
 
@@ -355,22 +355,22 @@ def _syntax_error(error: yaml.YAMLError, source: bytes | str, path: str) -> JobF
     return JobFileError(path, line, column, message)
 
 
-def _char_at(source: bytes | str, mark) -> str:
+def _char_at(source: bytes | str, mark: Any) -> str:
     if mark is None:
         return ""
     text = source.decode("utf-8") if isinstance(source, bytes) else source
     lines = _LINE_BREAK.split(text)
     if mark.line >= len(lines) or mark.column >= len(lines[mark.line]):
         return ""
-    return lines[mark.line][mark.column]
+    return str(lines[mark.line][mark.column])
 
 
 @dataclass
 class _Draft:
     """A job read from the file whose needs are not resolved yet."""
 
-    fields: dict  # Job keyword arguments, all but name and needs
-    needs: list  # (text, node) of each need as written
+    fields: dict[str, Any]  # Job keyword arguments, all but name and needs
+    needs: list[tuple[str, _Node]]  # (text, node) of each need as written
 
 
 class _Reader:
@@ -382,13 +382,15 @@ class _Reader:
         self.variables = dict(variables or {})
         self.dotenv_files: dict[str, dict[str, str]] = {}  # absolute path -> its values, read once
         self.visits = 0
-        self.flattened: dict[int, dict] = {}  # id(mapping contents) -> entries: aliases read once
+        self.flattened: dict[
+            int, dict[str, tuple[_Node, _Node]]
+        ] = {}  # id(mapping contents) -> entries: aliases read once
         self.plain_tags: dict[str, str] = {}
-        self.durations: dict[tuple, float] = {}
+        self.durations: dict[tuple[type, Any], float] = {}
         self.resolver = Resolver()
         self.constructor = SafeConstructor()
         self.declared: dict[str, int] = {}
-        self.defaults: dict = {}
+        self.defaults: dict[str, Any] = {}
         self.base_env: dict[str, str] = {}
         self.drafts: dict[str, _Draft] = {}
         self.names = MatrixIndex()  # every job and matrix expansion, for resolving needs
@@ -519,7 +521,14 @@ class _Reader:
             self.drafts[name] = _Draft(fields, needs)
             self.names.add(name, _EMPTY)
 
-    def expand(self, name: str, fields: dict, env: dict, needs: list, axes: list) -> None:
+    def expand(
+        self,
+        name: str,
+        fields: dict[str, Any],
+        env: dict[str, str],
+        needs: list[tuple[str, _Node]],
+        axes: list[tuple[str, list[str]]],
+    ) -> None:
         """One job per combination of matrix values, named like build[ARCH=arm64,OS=linux]."""
         keys = [key for key, _ in axes]
         for values in itertools.product(*(values for _, values in axes)):
@@ -847,7 +856,7 @@ class _Reader:
         self.charge(node, len(found))
         return found
 
-    def flatten(self, node: _Node, depth: int) -> dict:
+    def flatten(self, node: _Node, depth: int) -> dict[str, tuple[_Node, _Node]]:
         own: dict[str, tuple[_Node, _Node]] = {}
         sources: list[_Node] = []
         items = node.value
@@ -896,8 +905,9 @@ class _Reader:
     def items(self, node: _Node, what: str, expected: str) -> list[_Node]:
         if node.kind != LIST:
             self.fail(node, f"{what} must be {expected or 'a list'}, got {self.describe(node)}")
-        self.charge(node, len(node.value))
-        return node.value
+        items: list[_Node] = node.value
+        self.charge(node, len(items))
+        return items
 
     def charge(self, node: _Node, count: int) -> None:
         """Count work so alias bombs and giant expansions stop with a message, not a hang."""
@@ -917,11 +927,11 @@ class _Reader:
     def resolve_plain(self, text: str) -> str:
         tag = self.plain_tags.get(text)  # files repeat a few values (5m, true) many times
         if tag is None:
-            tag = self.resolver.resolve(yaml.ScalarNode, text, (True, False))
+            tag = self.resolver.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]  # PyYAML's resolver is untyped
             self.plain_tags[text] = tag
         return tag
 
-    def scalar_value(self, node: _Node):
+    def scalar_value(self, node: _Node) -> Any:
         """The Python value of a scalar (None for a list or mapping: callers report the type)."""
         if node.kind != SCALAR:
             return None
@@ -1007,7 +1017,7 @@ def _shorten(text: str, limit: int = 40) -> str:
     return json.dumps(text if len(text) <= limit else text[: limit - 3] + "...", ensure_ascii=False)
 
 
-def _suggest(word: str, candidates, otherwise: str) -> str:
+def _suggest(word: str, candidates: Iterable[str], otherwise: str) -> str:
     """'did you mean "x"?' for a close match, else the fallback hint."""
     close = difflib.get_close_matches(word, list(candidates), n=1)
     return f'did you mean "{close[0]}"?' if close else otherwise

@@ -8,6 +8,7 @@ import os
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import gevent
 from gevent.event import Event
@@ -58,7 +59,7 @@ class HistoryWriter:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
 
-    def append(self, records: list[dict]) -> None:
+    def append(self, records: list[dict[str, Any]]) -> None:
         """Whole lines in one write (O_APPEND), so a crash never leaves half a record
         before a whole one."""
         os.write(self.fd, "".join(_encode_json(r) + "\n" for r in records).encode())
@@ -70,7 +71,9 @@ class HistoryWriter:
         os.close(self.fd)
 
 
-def start_record(run_id: str, started: float, jobs: Mapping[str, Job], names: Iterable[str]) -> dict:
+def start_record(
+    run_id: str, started: float, jobs: Mapping[str, Job], names: Iterable[str]
+) -> dict[str, Any]:
     return {
         "event": "run",
         "run_id": run_id,
@@ -79,7 +82,7 @@ def start_record(run_id: str, started: float, jobs: Mapping[str, Job], names: It
     }
 
 
-def job_record(run_id: str, result: JobResult) -> dict:
+def job_record(run_id: str, result: JobResult) -> dict[str, Any]:
     return {
         "event": "job",
         "run_id": run_id,
@@ -164,12 +167,12 @@ class History(RunListener):
 
     SYNC_INTERVAL = 0.2
 
-    def __init__(self, path: str, start: dict) -> None:
+    def __init__(self, path: str, start: dict[str, Any]) -> None:
         self.writer = HistoryWriter(path)
         self.run_id = start["run_id"]
         self.writer.append([start])
-        self.pending: list[dict] = []
-        self.syncing: gevent.Greenlet | None = None
+        self.pending: list[dict[str, Any]] = []
+        self.syncing: gevent.Greenlet[..., None] | None = None
         self.sync_thread: ThreadPool | None = None  # fdatasync runs there, off the hub
         self.dirty = True
         self.closing = Event()

@@ -42,7 +42,7 @@ class _Attempt:
     cwd: str
     sink: OutputSink
     log_file: LogFile | None
-    done: AsyncResult = field(default_factory=AsyncResult)
+    done: AsyncResult[ProcessResult] = field(default_factory=AsyncResult)
     future: Any = None
     worker: str | None = None  # set when the worker reports the process started
     host: str | None = None
@@ -162,7 +162,8 @@ class DaskExecutor:
             state.future.add_done_callback(lambda future: self._on_done(token, future))
             if stop.is_set():
                 self._cancel(state)
-            result: ProcessResult = state.done.get()
+            result = state.done.get()
+            assert result is not None  # set with a value, never with None
             return result
         except BaseException:  # this runner was killed: kill the remote process at once
             self._cancel(state)
