@@ -143,13 +143,21 @@ def render_table(
     path when `needs` (each job's needs) links the jobs."""
     check_table_format(table_format)
     color = color and not _MARKUP_FORMATS.fullmatch(table_format)
+    rows = [_table_row(result, color) for result in summary.results]
+    headers = ["job", "status", "exit", "attempts", "duration", "last output"]
+    align = ["left", "left", "right", "right", "right", "left"]
+    if any(result.host for result in summary.results):  # a cluster ran some: say where
+        for row, result in zip(rows, summary.results, strict=True):
+            row.insert(5, terminal_safe(result.host or ""))
+        headers.insert(5, "host")
+        align.insert(5, "left")
     table = tabulate(
-        [_table_row(result, color) for result in summary.results],
-        headers=["job", "status", "exit", "attempts", "duration", "last output"],
+        rows,
+        headers=headers,
         tablefmt=table_format,
         # Cells are text: a job named "1e3" must not be printed as 1000.0.
         disable_numparse=True,
-        colalign=("left", "left", "right", "right", "right", "left"),
+        colalign=align,
     )
     path_line = critical_path_line(summary, needs) if needs else None
     footer = [terminal_safe(path_line)] if path_line else []

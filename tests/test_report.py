@@ -533,3 +533,15 @@ def test_mermaid_labels_escape_quotes():
 def test_unknown_graph_format():
     with pytest.raises(ValueError, match="dot, mermaid"):
         render_graph(JobFile("f.yml", {}), "svg")
+
+
+def test_the_table_names_the_host_when_a_cluster_ran_jobs():
+    results = [
+        JobResult("remote", Status.OK, exit_code=0, attempts=1, start=0.0, end=1.0, host="node-1"),
+        JobResult("skipped", Status.SKIPPED, reason="needs x (failed)"),
+    ]
+    lines = render_table(RunSummary(results, elapsed=1.0)).splitlines()
+    assert lines[0].split() == ["job", "status", "exit", "attempts", "duration", "host", "last", "output"]
+    assert lines[2].split() == ["remote", "ok", "0", "1", "1.0s", "node-1"]
+    assert lines[3].split() == ["skipped", "skipped", "0", "needs", "x", "(failed)"]
+    assert "host" not in render_table(RunSummary(results[1:], elapsed=1.0))
