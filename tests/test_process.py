@@ -303,3 +303,22 @@ def test_a_child_whose_name_holds_a_parenthesis_is_still_found(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_the_job_gets_its_own_environment_and_the_result_carries_the_tail():
+    env = {"PATH": os.environ["PATH"], "ONLY_HERE": "yes"}
+    result, _ = run(child_argv("env", "ONLY_HERE", "env", "HOME"), env=env)
+    assert result.tail == b"ONLY_HERE=yes\nHOME=\n"  # not this process's environment
+    assert (result.exit_code, result.timed_out, result.stopped, result.reason) == (0, False, False, "")
+
+
+def test_a_killed_attempt_kills_its_process_at_once(tmp_path):
+    pidfile = tmp_path / "pid"
+    # The grace is long: only the SIGKILL for a killed attempt can end this child in time.
+    attempt = gevent.spawn(run, child_argv("ignore-term", "pidfile", pidfile, "sleep", 60), grace=60)
+    deadline = time.monotonic() + 20
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline, "the child never started"
+        gevent.sleep(0.02)
+    attempt.kill()
+    assert wait_gone(int(pidfile.read_text()), 5)
