@@ -7,6 +7,7 @@ import gevent
 import pytest
 from fakes import FakeExecutor, jobs_of, make_engine
 
+from orchestrator.listeners import RunListener
 from orchestrator.model import Job
 from orchestrator.process import ProcessResult
 from orchestrator.results import Status, StopReason
@@ -180,9 +181,11 @@ def test_a_job_granted_its_resource_as_a_failure_halts_the_run_is_cancelled(poli
     jobs = jobs_of(job("bad", resources={"r": 1}), job("next", resources={"r": 1}))
     executor = FakeExecutor(durations={"bad": 0.05}, codes={"bad": 1})
     with gevent.Timeout(5):
-        summary = make_engine(jobs, executor, policy=policy, capacities={"r": 1}).run()
+        engine = make_engine(jobs, executor, policy=policy, capacities={"r": 1})
+        summary = engine.run()
     assert statuses(summary) == {"bad": Status.FAILED, "next": Status.CANCELLED}
     assert executor.started == ["bad"]
+    assert engine.gate.free == {"r": 1}  # the cancelled job's grant went back
     assert summary.exit_code == 1
 
 
@@ -301,3 +304,58 @@ def test_the_first_stop_reason_decides_the_exit_code(timeout, signal_after, code
         summary = engine.run()
     assert statuses(summary) == {"stubborn": Status.INTERRUPTED}
     assert summary.exit_code == code
+
+
+# -- what the engine says about jobs it stopped or never ran (mutants that survived) --
+
+
+class Notices(RunListener):
+    def __init__(self):
+        self.notices: list[str] = []
+
+    def notice(self, text: str) -> None:
+        self.notices.append(text)
+
+
+@pytest.mark.parametrize("running, words", [(1, "1 running job"), (2, "2 running jobs")])
+def test_the_run_timeout_says_how_many_running_jobs_it_stops(running, words):
+    listener = Notices()
+    jobs = jobs_of(*(job(f"long{i}") for i in range(running)), job("queued"))
+    executor = FakeExecutor(default_duration=30)
+    summary = make_engine(jobs, executor, jobs_limit=running, timeout=0.1, listener=listener).run()
+    assert listener.notices == [f"orchestrate: run timed out after 100ms, stopping {words}"]
+    assert summary.exit_code == 124
+
+
+def test_kill_now_as_the_first_stop_is_an_interrupt_and_says_killed():
+    engine = make_engine(jobs_of(job("stubborn")), Stubborn(30))
+    gevent.spawn_later(0.05, engine.kill_now)
+    with gevent.Timeout(5):
+        summary = engine.run()
+    assert statuses(summary) == {"stubborn": Status.INTERRUPTED}
+    assert summary.results[0].reason == "killed"
+    assert summary.exit_code == 130
+
+
+def test_an_executor_that_raises_fails_its_job_with_the_error_as_the_reason():
+    class Broken(FakeExecutor):
+        def run_attempt(self, job, attempt, env, log_path, stop, on_output):
+            raise RuntimeError("boom")
+
+    jobs = jobs_of(job("broken"), job("after", needs=["broken"]))
+    summary = make_engine(jobs, Broken()).run()
+    assert statuses(summary) == {"broken": Status.FAILED, "after": Status.SKIPPED}
+    assert [r.reason for r in summary.results] == [
+        "internal error: RuntimeError: boom",
+        "needs broken (failed)",
+    ]
+
+
+def test_unstarted_jobs_say_why_and_when_they_became_ready():
+    jobs = jobs_of(job("bad"), job("queued"), job("after", needs=["bad"]))
+    summary = make_engine(jobs, FakeExecutor(codes={"bad": 1}), jobs_limit=1).run()
+    results = {r.name: r for r in summary.results}
+    assert statuses(summary) == {"bad": Status.FAILED, "queued": Status.CANCELLED, "after": Status.SKIPPED}
+    assert results["queued"].reason == "" and results["queued"].ready is not None
+    assert results["after"].reason == "needs bad (failed)" and results["after"].ready is None
+    assert results["queued"].log_path is None and results["after"].log_path is None

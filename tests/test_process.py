@@ -1,5 +1,6 @@
 """Real processes through orchestrator.process, driven by tests/child.py."""
 
+import errno
 import io
 import json
 import os
@@ -14,7 +15,7 @@ import pytest
 from conftest import alive, child, child_argv
 from gevent.event import Event
 
-from orchestrator.process import TAIL_BYTES, OutputSink, Process, run_process
+from orchestrator.process import TAIL_BYTES, OutputSink, Process, launch_error_reason, run_process
 from orchestrator.supervisor import Supervisor
 
 
@@ -216,3 +217,109 @@ def test_the_kernels_child_lists_and_a_proc_scan_find_the_same_children():
         for sleeper in sleepers:
             sleeper.kill()
             sleeper.wait()
+
+
+# -- pinned by mutation testing: launch failures, the sink's bounds, odd process names --
+
+
+@pytest.mark.parametrize("cwd", [None, "/"], ids=["posix_spawn", "popen"])
+@pytest.mark.parametrize(
+    "mode, content, why",
+    [(0o644, "#!/bin/sh\n", "Permission denied"), (0o755, "not a program\n", "Exec format error")],
+    ids=["not-executable", "not-a-program"],
+)
+def test_a_file_that_cannot_be_executed_is_exit_126_with_a_reason(tmp_path, cwd, mode, content, why):
+    tool = tmp_path / "tool"
+    tool.write_text(content)
+    tool.chmod(mode)
+    result, _ = run([str(tool), "arg"], cwd=cwd)
+    assert (result.exit_code, result.reason) == (126, f"cannot execute {tool}: {why}")
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (
+            OSError(errno.EMFILE, "Too many open files"),
+            (None, "out of file descriptors: Too many open files"),
+        ),
+        (OSError(errno.ENFILE, "Too many files"), (None, "out of file descriptors: Too many files")),
+        (
+            OSError(errno.EAGAIN, "Try again"),
+            (None, "cannot start a process (process limit?): Try again"),
+        ),
+        (OSError(errno.E2BIG, "Argument list too long"), (None, "cannot start prog: Argument list too long")),
+        (OSError("no errno"), (None, "cannot start prog: no errno")),
+        (
+            OSError(errno.EACCES, "Permission denied", "/work"),
+            (None, "cannot enter /work: Permission denied"),
+        ),
+        (OSError(errno.ENOENT, "No such file", "/work"), (None, "no such directory: /work")),
+        (OSError(errno.ENOENT, "No such file", "prog"), (127, "command not found: prog")),
+    ],
+)
+def test_each_launch_error_has_its_exit_code_and_words(error, expected):
+    assert launch_error_reason(error, ["prog", "arg"], "/work") == expected
+
+
+def test_the_sink_keeps_between_one_and_two_tails_and_shows_the_last_one():
+    chunks: list[bytes] = []
+    sink = OutputSink(None, on_chunk=chunks.append, tail_bytes=4)
+    sink.write(b"abcdefgh")
+    assert bytes(sink.tail) == b"abcdefgh" and sink.tail_text() == b"efgh"  # two tails: kept
+    sink.write(b"i")
+    assert bytes(sink.tail) == b"fghi" and sink.tail_text() == b"fghi"  # past two: cut to one
+    assert chunks == [b"abcdefgh", b"i"]
+
+
+def test_after_a_failed_log_write_nothing_more_is_written():
+    class FailsOnce:
+        def __init__(self):
+            self.calls = 0
+            self.written: list[bytes] = []
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError("log gone")
+            self.written.append(data)
+
+    log = FailsOnce()
+    sink = OutputSink(log)
+    sink.write(b"one")
+    sink.write(b"two")
+    assert sink.error == "writing the log failed: log gone"  # no strerror: the error itself
+    assert log.calls == 1 and log.written == []
+    assert sink.tail_text() == b"onetwo"
+
+
+def test_a_child_whose_name_holds_a_parenthesis_is_still_found(tmp_path):
+    from orchestrator.supervisor import _children_by_scan
+
+    odd = tmp_path / "x) Z 1"  # /proc/PID/stat shows the name in parentheses: "(x) Z 1)"
+    odd.symlink_to(sys.executable)
+    sleeper = subprocess.Popen([str(odd), "-c", "import time; time.sleep(30)"])
+    try:
+        assert sleeper.pid in _children_by_scan()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_the_job_gets_its_own_environment_and_the_result_carries_the_tail():
+    env = {"PATH": os.environ["PATH"], "ONLY_HERE": "yes"}
+    result, _ = run(child_argv("env", "ONLY_HERE", "env", "HOME"), env=env)
+    assert result.tail == b"ONLY_HERE=yes\nHOME=\n"  # not this process's environment
+    assert (result.exit_code, result.timed_out, result.stopped, result.reason) == (0, False, False, "")
+
+
+def test_a_killed_attempt_kills_its_process_at_once(tmp_path):
+    pidfile = tmp_path / "pid"
+    # The grace is long: only the SIGKILL for a killed attempt can end this child in time.
+    attempt = gevent.spawn(run, child_argv("ignore-term", "pidfile", pidfile, "sleep", 60), grace=60)
+    deadline = time.monotonic() + 20
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline, "the child never started"
+        gevent.sleep(0.02)
+    attempt.kill()
+    assert wait_gone(int(pidfile.read_text()), 5)
