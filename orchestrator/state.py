@@ -143,7 +143,7 @@ def _warn(text: str) -> None:
     print(f"orchestrate: warning: {text}", file=sys.stderr, flush=True)
 
 
-def _is_busy(error: sqlite3.Error) -> bool:
+def _is_busy(error: BaseException) -> bool:
     return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
 
 
@@ -167,7 +167,7 @@ class StateStore:
         self.pool = quiet_thread_pool(1)
         self.broken = False  # warned once; from now on no state
         self.run_row: tuple[Any, ...] | None = None
-        self.written: list[tuple[str, tuple[Any, ...]]] = []  # this run's statements, for a replay
+        self.written: list[tuple[str, list[tuple[Any, ...]]]] = []  # this run's statements, for a replay
         self.latest: dict[str, Latest] = {}
 
     # -- the thread's side --
@@ -243,8 +243,8 @@ class StateStore:
                 connection.execute("BEGIN IMMEDIATE")
                 if self.run_row is not None:
                     connection.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)", self.run_row)
-                for statement, row in self.written:
-                    connection.execute(statement, row)
+                for statement, rows in self.written:
+                    connection.executemany(statement, rows)
         except (sqlite3.Error, OSError) as again:
             self._give_up(again)
             return True  # warned already
@@ -287,12 +287,12 @@ class StateStore:
             latest[name] = Latest(status, fingerprint_, success, tuple(json.loads(durations or "[]")))
         return latest
 
-    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def _write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         def commit(connection: sqlite3.Connection) -> None:
             with connection:
                 connection.execute("BEGIN IMMEDIATE")
-                for statement, row in statements:
-                    connection.execute(statement, row)
+                for statement, rows in statements:
+                    connection.executemany(statement, rows)
 
         self.written.extend(statements)
         self._safely(commit)
@@ -312,10 +312,10 @@ class StateStore:
         return self.latest
 
     def write(
-        self, statements: list[tuple[str, tuple[Any, ...]]], then: Callable[[], None] | None = None
-    ) -> Any:
-        """Commit these statements in one transaction, off the hub; `then` runs in the
-        thread after the commit (releasing job locks)."""
+        self, statements: list[tuple[str, list[tuple[Any, ...]]]], then: Callable[[], None] | None = None
+    ) -> None:
+        """Commit these statements in one transaction in the store's thread, waiting for it
+        cooperatively; `then` runs in the thread after the commit (releasing job locks)."""
 
         def work() -> None:
             try:
@@ -324,7 +324,7 @@ class StateStore:
                 if then is not None:
                     then()
 
-        return self.pool.spawn(work)
+        self.pool.apply(work)
 
     def latest_now(self, name: str) -> tuple[str, str | None, float | None] | None:
         """A job's latest result as committed now (by any process): status, fingerprint, end."""
@@ -362,7 +362,7 @@ class StateStore:
     def store_hashes(self, rows: Iterable[tuple[str, int, int, int, str]]) -> None:
         """Remember digests: rows of (path, size, mtime_ns, inode, digest); committed off the hub."""
         statement = "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)"
-        self.write([(statement, tuple(row)) for row in rows])
+        self.write([(statement, [tuple(row) for row in rows])])
 
     def end(self, summary: RunSummary) -> None:
         if self.run_row is None:
@@ -373,7 +373,7 @@ class StateStore:
             [
                 (
                     "UPDATE runs SET end = ?, stop_reason = ?, exit_code = ? WHERE id = ?",
-                    (*self.run_row[5:], self.run_row[0]),
+                    [(*self.run_row[5:], self.run_row[0])],
                 )
             ]
         )
@@ -397,7 +397,17 @@ class StateStore:
                     ).fetchall()
                 )
                 records.append(
-                    RunRecord(row[0], row[1], json.loads(row[2]), json.loads(row[3]), *row[4:], counts)
+                    RunRecord(
+                        row[0],
+                        row[1],
+                        json.loads(row[2]),
+                        json.loads(row[3]),
+                        row[4],
+                        row[5],
+                        row[6],
+                        row[7],
+                        counts,
+                    )
                 )
             return records
 
@@ -612,7 +622,9 @@ class StateRecorder(RunListener):
         self.pending: list[JobResult] = []
         self.details: dict[str, dict[str, Any]] = {}
         self.durations = {name: list(x.durations) for name, x in store.latest.items()} if store else {}
-        self.commits: list[Any] = []
+        self.queue: list[tuple[list[tuple[str, list[tuple[Any, ...]]]], list[str]]] = []
+        self.writer: gevent.Greenlet | None = None
+        self.closing = Event()
 
     def set_detail(self, name: str, detail: dict[str, Any]) -> None:
         self.details[name] = detail
@@ -631,51 +643,58 @@ class StateRecorder(RunListener):
             if self.locks is not None:
                 self.locks.release(names)
             return
-        statements = []
+        inserted, ran, succeeded = [], [], []
         for result in results:
             name = result.name
             fp = self.fingerprints.get(name)
             detail = self.details.pop(name, None)
-            row = result_row(self.run_id, self.job_file, self.position.get(name, -1), result, fp, detail)
-            statements.append((_INSERT_RESULT, row))
+            inserted.append(
+                result_row(self.run_id, self.job_file, self.position.get(name, -1), result, fp, detail)
+            )
             status = result.status.value
             if status in NEVER_RAN:
                 continue
             end = result.end or time.time()
-            if status in SUCCESS:
-                durations = None
-                if result.status is Status.OK and result.duration is not None:
-                    recent = self.durations.setdefault(name, [])
-                    recent.append(round(result.duration, 4))
-                    del recent[:-RECENT_DURATIONS]
-                    durations = _encode_json(recent)
-                success_detail = None if detail is None else _encode_json(detail)
-                statements.append(
-                    (
-                        _UPSERT_SUCCESS,
-                        (
-                            self.job_file,
-                            name,
-                            self.run_id,
-                            status,
-                            fp,
-                            end,
-                            fp,
-                            end,
-                            success_detail,
-                            durations,
-                        ),
-                    )
-                )
-            else:
-                statements.append((_UPSERT_RAN, (self.job_file, name, self.run_id, status, fp, end)))
-        release = None
-        if self.locks is not None:
-            locks = self.locks
-            release = lambda: locks.release(names)  # noqa: E731 - in the thread, after the commit
-        self.commits.append(self.store.write(statements, release))
-        if len(self.commits) > 64:
-            self.commits = [c for c in self.commits if not c.ready()]
+            if status not in SUCCESS:
+                ran.append((self.job_file, name, self.run_id, status, fp, end))
+                continue
+            durations = None
+            if result.status is Status.OK and result.duration is not None:
+                recent = self.durations.setdefault(name, [])
+                recent.append(round(result.duration, 4))
+                del recent[:-RECENT_DURATIONS]
+                durations = _encode_json(recent)
+            success_detail = None if detail is None else _encode_json(detail)
+            succeeded.append(
+                (self.job_file, name, self.run_id, status, fp, end, fp, end, success_detail, durations)
+            )
+        statements = [(_INSERT_RESULT, inserted), (_UPSERT_RAN, ran), (_UPSERT_SUCCESS, succeeded)]
+        self.queue.append((statements, names))
+        if self.writer is None:
+            self.writer = gevent.spawn(self._drain)
+
+    COMMIT_GAP = 0.02  # seconds between commits while results keep coming
+
+    def _drain(self) -> None:
+        """Commit what is queued, all of it in one transaction, until nothing is left; then
+        release those jobs' locks (here in the hub: an unlock in the store's thread fought
+        the hub for the GIL). The first result after a pause is committed at once; while
+        results keep coming, commits are COMMIT_GAP apart, so the store's thread wakes
+        seldom and takes little from the hub."""
+        assert self.store is not None
+        while self.queue:
+            batches, self.queue = self.queue, []
+            merged: dict[str, list[tuple[Any, ...]]] = {}
+            for batch, _ in batches:
+                for statement, rows in batch:
+                    merged.setdefault(statement, []).extend(rows)
+            statements = [(statement, rows) for statement, rows in merged.items() if rows]
+            self.store.write(statements)
+            if self.locks is not None:
+                self.locks.release([name for _, names in batches for name in names])
+            if self.closing.wait(self.COMMIT_GAP):
+                continue
+        self.writer = None
 
     def run_ended(self, summary: RunSummary) -> None:
         self._flush()
@@ -684,8 +703,9 @@ class StateRecorder(RunListener):
 
     def close(self) -> None:
         self._flush()
-        for commit in self.commits:
-            commit.wait()
+        self.closing.set()
+        if self.writer is not None:
+            self.writer.join()
         if self.store is not None:
             self.store.close()
         if self.locks is not None:
