@@ -32,6 +32,11 @@ exit codes:
   0    the job file is valid
   2    the job file or the command line is invalid (one line: file:line:col: message)
 """
+STATE_EXIT_CODES = """\
+exit codes:
+  0    shown
+  2    no such run on record, or the command line is invalid
+"""
 RUN_EXIT_CODES = """\
 exit codes:
   0    every selected job succeeded (or was allowed to fail)
@@ -362,7 +367,8 @@ def _add_state_commands(commands: Any) -> None:
         commands,
         "history",
         "a table of the job file's recent runs: id, start, duration, selection, counts, exit code",
-        f"examples:\n  orchestrate history\n  orchestrate history -f ci.yaml --limit 5\n\n{FILE_HELP}",
+        "examples:\n  orchestrate history\n  orchestrate history -f ci.yaml --limit 5\n"
+        f"\n{FILE_HELP}\n{STATE_EXIT_CODES}",
     )
     _add_file(history)
     _add_state_dir(history)
@@ -376,7 +382,7 @@ def _add_state_commands(commands: Any) -> None:
         "report",
         "a past run's table again (the latest by default), and its report files",
         "examples:\n  orchestrate report\n  orchestrate report --run 3f2a --report-file run.html\n"
-        f"\n{FILE_HELP}",
+        f"\n{FILE_HELP}\n{STATE_EXIT_CODES}",
     )
     _add_file(report)
     _add_state_dir(report)

@@ -359,6 +359,25 @@ class StateStore:
         row = self.pool.apply(self._safely, (query,))
         return None if row is None else str(row[0])
 
+    def cached_hashes(self, files: Iterable[tuple[str, int, int, int]]) -> dict[str, str]:
+        """`cached_hash` for many files at once (path, size, mtime_ns, inode): one trip to
+        the store's thread; only the unchanged files are in the answer."""
+        wanted = list(files)
+
+        def query(connection: sqlite3.Connection) -> dict[str, str]:
+            found = {}
+            statement = (
+                "SELECT digest FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?"
+            )
+            for key in wanted:
+                row = connection.execute(statement, key).fetchone()
+                if row is not None:
+                    found[key[0]] = str(row[0])
+            return found
+
+        result: dict[str, str] = self.pool.apply(self._safely, (query, {}))
+        return result
+
     def store_hashes(self, rows: Iterable[tuple[str, int, int, int, str]]) -> None:
         """Remember digests: rows of (path, size, mtime_ns, inode, digest); committed off the hub."""
         statement = "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)"

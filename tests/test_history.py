@@ -22,3 +22,33 @@ def test_the_state_thread_leaves_sigchld_to_the_hub(tmp_path):
     assert reread.read()["a"].status == "ok"
     assert reread.expected_durations() == {"a": 1.0}
     reread.close()
+
+
+def test_only_the_last_runs_of_each_file_are_kept(tmp_path):
+    from orchestrator.state import KEEP_RUNS
+
+    for job_file in ("a.yaml", "b.yaml"):
+        for number in range(KEEP_RUNS + 3 if job_file == "a.yaml" else 2):
+            store = StateStore(str(tmp_path), str(tmp_path / job_file))
+            store.begin(f"{job_file}-{number}", ["a"], [], float(number))
+            recorder = StateRecorder(store, f"{job_file}-{number}", ["a"], {"a": "f"}, None)
+            recorder.job_finished(JobResult("a", Status.OK, exit_code=0, start=1.0, end=2.0))
+            recorder.close()
+    store = StateStore(str(tmp_path), str(tmp_path / "a.yaml"))
+    runs = store.runs(100)
+    assert len(runs) == KEEP_RUNS and runs[-1].run_id == "a.yaml-3"
+    assert all(run.counts == {"ok": 1} for run in runs)
+    store.close()
+    other = StateStore(str(tmp_path), str(tmp_path / "b.yaml"))
+    assert len(other.runs(100)) == 2  # another file's runs are its own
+    other.close()
+
+
+def test_the_hash_cache_answers_only_for_unchanged_files(tmp_path):
+    store = StateStore(str(tmp_path), str(tmp_path / "jobs.yaml"))
+    store.begin("r1", [], [], 1.0)
+    store.store_hashes([("src/a.c", 10, 111, 5, "d1"), ("src/b.c", 20, 222, 6, "d2")])
+    assert store.cached_hash("src/a.c", 10, 111, 5) == "d1"
+    assert store.cached_hash("src/a.c", 10, 112, 5) is None  # touched since
+    assert store.cached_hashes([("src/a.c", 10, 111, 5), ("src/b.c", 21, 222, 6)]) == {"src/a.c": "d1"}
+    store.close()
