@@ -36,7 +36,7 @@ def statuses(report_path) -> dict:
 
 def test_four_concurrent_runs_run_a_shared_need_once(tmp_path, write_jobs):
     ran = tmp_path / "ran"
-    shared = f"sleep 1; echo x >> {ran}"
+    shared = f"sleep 3; echo x >> {ran}"  # long enough for all four to start meanwhile
     jobs = write_jobs(f"""jobs:
   setup: {{run: {json.dumps(shared)}}}
   a: {{run: echo a, needs: [setup]}}
