@@ -32,6 +32,11 @@ exit codes:
   0    the job file is valid
   2    the job file or the command line is invalid (one line: file:line:col: message)
 """
+STATE_EXIT_CODES = """\
+exit codes:
+  0    shown
+  2    no such run on record, or the command line is invalid
+"""
 RUN_EXIT_CODES = """\
 exit codes:
   0    every selected job succeeded (or was allowed to fail)
@@ -162,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
+    _add_state_commands(commands)
 
     validate = _subcommand(
         commands,
@@ -312,7 +318,10 @@ def _add_run(commands: Any) -> None:
         metavar="FILE.json",
         help="write the run in Chrome's trace-event format (Perfetto, chrome://tracing)",
     )
-    run.add_argument("--log-dir", help="where each job's output goes (default .orchestrate/logs beside FILE)")
+    run.add_argument(
+        "--log-dir", help="where each job's output goes (default .orchestrate/logs/FILE/ beside FILE)"
+    )
+    _add_state_dir(run)
     run.add_argument(
         "--processes", type=process_count, default=1, metavar="N|auto", help="run jobs in N worker processes"
     )
@@ -347,6 +356,57 @@ def _add_run(commands: Any) -> None:
     )
 
 
+def _add_state_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir", metavar="DIR", help="the run state folder (default .orchestrate beside FILE)"
+    )
+
+
+def _add_state_commands(commands: Any) -> None:
+    history = _subcommand(
+        commands,
+        "history",
+        "a table of the job file's recent runs: id, start, duration, selection, counts, exit code",
+        "examples:\n  orchestrate history\n  orchestrate history -f ci.yaml --limit 5\n"
+        f"\n{FILE_HELP}\n{STATE_EXIT_CODES}",
+    )
+    _add_file(history)
+    _add_state_dir(history)
+    history.add_argument("--limit", type=positive_int, default=20, help="how many runs (default 20)")
+    history.add_argument(
+        "--table-format", default=DEFAULT_TABLE_FORMAT, help="any tabulate format (default simple)"
+    )
+
+    report = _subcommand(
+        commands,
+        "report",
+        "a past run's table again (the latest by default), and its report files",
+        "examples:\n  orchestrate report\n  orchestrate report --run 3f2a --report-file run.html\n"
+        f"\n{FILE_HELP}\n{STATE_EXIT_CODES}",
+    )
+    _add_file(report)
+    _add_state_dir(report)
+    report.add_argument(
+        "--run", metavar="ID", help="the run (an id from `orchestrate history`, or its start)"
+    )
+    report.add_argument(
+        "--report-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also write it as .json, .xml (JUnit) or .html (a page with a Gantt chart); repeatable",
+    )
+    report.add_argument(
+        "--table-format", default=DEFAULT_TABLE_FORMAT, help="any tabulate format (default simple)"
+    )
+    report.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the report (auto: on a terminal, unless NO_COLOR is set)",
+    )
+
+
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """Each subcommand's own parser, so its errors print its own usage."""
     for action in parser._actions:
@@ -366,6 +426,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if takes_jobs:
         args.targets += extra
     args.parser = own
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 
 
@@ -522,6 +583,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         report_files=args.report_file,
         trace=args.trace,
         log_dir=args.log_dir,
+        state_dir=args.state_dir,
+        arguments=list(args.argv),
         processes=args.processes,
         resume=args.resume,
         quiet=args.quiet,
@@ -552,8 +615,78 @@ def _checked(check: Callable[[str], object], value: str) -> None:
         raise UsageError(str(error)) from None
 
 
+def _state_store(args: argparse.Namespace) -> Any:
+    from orchestrator import state
+
+    source = discovery.resolve(args.file, [])[0]
+    directory = state.state_directory(os.path.dirname(os.path.abspath(source.path)), args.state_dir)
+    return source, state.StateStore(directory, source.path)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    import time
+
+    from tabulate import tabulate
+
+    _table_format(args.table_format)
+    source, store = _state_store(args)
+    try:
+        records = store.runs(args.limit)
+    finally:
+        store.close()
+    if not records:
+        print(f"no runs of {source.path} on record")
+        return 0
+    rows = []
+    for record in records:
+        duration = "-" if record.end is None else f"{record.end - record.start:.1f}s"
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(record.counts.items()))
+        exit_code = "killed" if record.end is None else record.exit_code
+        selection = " ".join(record.selection)
+        if len(selection) > 40:
+            selection = selection[:37] + "..."
+        start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.start))
+        rows.append([record.run_id, start, duration, selection, counts, exit_code])
+    headers = ["run", "start", "duration", "jobs", "results", "exit"]
+    print(tabulate(rows, headers, tablefmt=args.table_format, disable_numparse=True))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from orchestrator import terminal
+    from orchestrator.report import render_table, report_extension, write_report_file
+
+    _table_format(args.table_format)
+    for path in args.report_file:
+        _checked(report_extension, path)
+    source, store = _state_store(args)
+    try:
+        found = store.summary(args.run)
+    finally:
+        store.close()
+    if found is None:
+        which = f"run {args.run}" if args.run else "run"
+        raise UsageError(f"no {which} of {source.path} on record; see orchestrate history")
+    record, summary = found
+    needs: dict[str, Any] = {}
+    try:  # for the critical path; the file may have changed since, or not load at all
+        jobs = load(source).jobs
+        needs = {result.name: jobs[result.name].needs for result in summary.results if result.name in jobs}
+    except JobFileError:
+        pass
+    run_info = {"job_file": record.job_file, "run_id": summary.run_id, "started": summary.started}
+    run_info["exit_code"] = record.exit_code if record.exit_code is not None else summary.exit_code
+    for path in args.report_file:
+        write_report_file(path, summary, run_info, needs)
+    color = terminal.color_enabled(args.color, sys.stdout)
+    print(render_table(summary, args.table_format, color=color, needs=needs))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
+    "history": cmd_history,
+    "report": cmd_report,
     "validate": cmd_validate,
     "list": cmd_list,
     "graph": cmd_graph,

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.=,-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+@%\[\]-]|^\.")  # a leading dot would hide the file
+
+
+def _percent(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
+
+
+def safe_file_name(name: str) -> str:
+    """`name` as one readable file name: `/` and characters outside `[A-Za-z0-9._=,+@%[]-]`
+    percent-encoded, so a user can guess it (`build[ARCH=arm64]`, `lint%2Fpy`)."""
+    return _UNSAFE.sub(_percent, name) or "%"
 
 
 def log_file_name(job_name: str) -> str:
-    """A file name for a job's log: readable, and never a path or a clash."""
-    safe = _UNSAFE.sub("_", job_name).strip(".") or "_"
-    if safe != job_name:
-        safe += "-" + hashlib.sha1(job_name.encode()).hexdigest()[:8]
-    return safe + ".log"
+    """A job's log file name: its name, made safe, and `.log`."""
+    return safe_file_name(job_name) + ".log"
 
 
 class LogFile:

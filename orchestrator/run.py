@@ -17,11 +17,10 @@ import gevent
 
 from orchestrator import graph, jobserver, state, terminal
 from orchestrator.engine import Engine, EngineConfig
-from orchestrator.errors import UsageError
 from orchestrator.executors import make_executor
 from orchestrator.listeners import Fanout, RunListener
 from orchestrator.loader import load_for_process
-from orchestrator.logs import LogStore
+from orchestrator.logs import LogStore, safe_file_name
 from orchestrator.model import JobFile
 from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, Schedule
 from orchestrator.output import Reporter
@@ -67,6 +66,8 @@ class RunRequest:
     report_files: list[str] = field(default_factory=list)
     trace: str | None = None  # a Chrome trace-event file to write
     log_dir: str | None = None
+    state_dir: str | None = None  # default .orchestrate beside the job file
+    arguments: list[str] = field(default_factory=list)  # the command line, for the run's record
     processes: int = 1
     resume: bool = False
     quiet: bool = False
@@ -83,7 +84,8 @@ def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
     jobfile = load_for_process(request.file, request.variables, request.data)
     names = graph.select(jobfile.jobs, request.targets, request.tags, request.exclude, request.exclude_tags)
     if request.dry_run or make.dry_run:  # `make -n` still runs `+` recipes: it means us too
-        print_dry_run(jobfile, graph.order(jobfile.jobs, names), stdout)
+        resumed = dry_run_resumed(jobfile, names, request)
+        print_dry_run(jobfile, graph.order(jobfile.jobs, names), stdout, resumed)
         return 0
     summary, abandoned = execute(jobfile, names, request, make)
     report(summary, request, jobfile, None if abandoned else stdout)
@@ -92,24 +94,103 @@ def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
     return summary.exit_code
 
 
-def print_dry_run(jobfile: JobFile, names: list[str], stdout: IO[str]) -> None:
+def print_dry_run(
+    jobfile: JobFile, names: list[str], stdout: IO[str], resumed: frozenset[str] = frozenset()
+) -> None:
     for name in names:
+        if name in resumed:
+            stdout.write(f"{name}: (resumed)\n")
+            continue
         job = jobfile.jobs[name]
         command = " ".join(job.run) if isinstance(job.run, tuple) else job.run
         stdout.write(f"{name}: {command}\n")
     stdout.flush()
 
 
-def resumed_jobs(jobfile: JobFile, names: list[str], request: RunRequest) -> frozenset[str]:
+def dry_run_resumed(jobfile: JobFile, names: list[str], request: RunRequest) -> frozenset[str]:
+    """What `--resume` would skip, read without recording a run."""
     if not request.resume:
         return frozenset()
-    previous = state.read_previous_run(state.history_path(request.file))
-    if previous is None:
-        return frozenset()
+    run_state = RunState.open(jobfile, request, names, None)
     try:
-        return frozenset(state.jobs_to_skip(previous, jobfile.jobs, names))
-    except state.ResumeRefused as refused:
-        raise UsageError(f"cannot resume {request.file}: {refused}") from None
+        return run_state.resumed
+    finally:
+        run_state.close()
+
+
+@dataclass
+class RunState:
+    """The run's state: the store (None without state), its job locks, where logs go, the
+    jobs' fingerprints and what --resume skips."""
+
+    store: state.StateStore | None
+    locks: state.JobLocks | None
+    log_dir: str | None
+    fingerprints: dict[str, str]
+    resumed: frozenset[str] = frozenset()
+
+    @classmethod
+    def open(cls, jobfile: JobFile, request: RunRequest, names: list[str], run_id: str | None) -> RunState:
+        """Open the state beside the job file; record the run unless `run_id` is None (a
+        dry run). A folder that cannot be written: one warning, and a run without state."""
+        directory = state.state_directory(jobfile.directory, request.state_dir)
+        log_dir = request.log_dir or state.log_directory(directory, request.file)
+        fingerprints = {name: state.fingerprint(jobfile.jobs[name]) for name in names}
+        if run_id is None:
+            if not os.path.exists(os.path.join(directory, "state.db")):
+                return cls(None, None, log_dir, fingerprints)
+            store = state.StateStore(directory, request.file)
+            latest = store.read()
+            store.close()
+            return cls(
+                None, None, log_dir, fingerprints, cls._resumed(latest, jobfile, fingerprints, names, request)
+            )
+        locks_dir = os.path.join(directory, "locks")
+        try:
+            os.makedirs(locks_dir, exist_ok=True)
+            if request.log_dir is None:
+                os.makedirs(log_dir, exist_ok=True)
+            locks = state.JobLocks(
+                None,
+                os.path.join(locks_dir, safe_file_name(os.path.basename(request.file)) + ".lock"),
+                fingerprints,
+                time.time(),
+            )
+        except OSError as error:
+            print(
+                f"orchestrate: warning: cannot write run state in {directory} ({error.strerror or error}): "
+                "running without state",
+                file=sys.stderr,
+                flush=True,
+            )
+            return cls(None, None, request.log_dir, fingerprints)
+        store = state.StateStore(directory, request.file)
+        store.begin(run_id, names, request.arguments, locks.run_start)
+        locks.store = store
+        resumed = cls._resumed(store.latest, jobfile, fingerprints, names, request)
+        return cls(store, locks, log_dir, fingerprints, resumed)
+
+    @staticmethod
+    def _resumed(
+        latest: dict[str, state.Latest],
+        jobfile: JobFile,
+        fingerprints: dict[str, str],
+        names: list[str],
+        request: RunRequest,
+    ) -> frozenset[str]:
+        if not request.resume:
+            return frozenset()
+        needs = {name: jobfile.jobs[name].needs for name in names}
+        return frozenset(state.jobs_to_skip(latest, fingerprints, needs, graph.order(jobfile.jobs, names)))
+
+    def recorder(self, run_id: str, names: list[str]) -> state.StateRecorder:
+        return state.StateRecorder(self.store, run_id, names, self.fingerprints, self.locks)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        if self.locks is not None:
+            self.locks.close()
 
 
 def execute(
@@ -134,8 +215,10 @@ def _execute(
     slots: jobserver.JobSlots,
     make: jobserver.MakeFlags,
 ) -> tuple[RunSummary, bool]:
-    resumed = resumed_jobs(jobfile, names, request)
     run_id = uuid.uuid4().hex[:12]
+    plan = graph.Plan(jobfile.jobs, names)
+    run_state = RunState.open(jobfile, request, plan.names, run_id)
+    resumed = run_state.resumed
     supervisor = Supervisor(run_id, request.kill_grace)
     supervisor.become_subreaper()
     base_env = slots.environment(os.environ)
@@ -148,13 +231,13 @@ def _execute(
         request.forward_env,
         slots.pool_size,
     )
-    known: dict[str, float] = {}  # issue 10: each job's recent successful seconds, from state.db
-    plan = graph.Plan(jobfile.jobs, names)
+    known = run_state.store.expected_durations() if run_state.store is not None else {}
 
     def forecast() -> Forecast:
         return Forecast.for_plan(plan.names, plan.dependents, known, resumed, slots.pool_size)
 
-    reporter, listener = build_listeners(jobfile, names, request, make, run_id, forecast if known else None)
+    recorder = run_state.recorder(run_id, plan.names)
+    reporter, listener = build_listeners(jobfile, names, request, make, recorder, forecast if known else None)
     config = EngineConfig(
         run_id=run_id,
         jobs=slots.pool_size,
@@ -163,13 +246,17 @@ def _execute(
         capacities=jobfile.resources,
         base_env=base_env,
         slots=slots.gate,
-        logs=LogStore(request.log_dir or os.path.join(jobfile.directory, ".orchestrate", "logs")),
+        logs=LogStore(run_state.log_dir) if run_state.log_dir is not None else None,
         resumed=resumed,
         job_file=os.path.abspath(request.file),
         schedule=request.schedule,
         expected_durations=known,
+        guard=run_state.locks,
     )
     engine = Engine(plan, executor, listener, config)
+    if run_state.locks is not None:
+        run_state.locks.stop = engine.stop_event
+        run_state.locks.log_path = engine.log_path
     try:
         with stop_on_signals(engine, listener):
             summary = engine.run()
@@ -185,7 +272,7 @@ def build_listeners(
     names: list[str],
     request: RunRequest,
     make: jobserver.MakeFlags,
-    run_id: str,
+    recorder: RunListener | None = None,
     forecast: Callable[[], Forecast] | None = None,
 ) -> tuple[Reporter, RunListener]:
     """The reporter (the only writer to the terminal) and everything else that observes the
@@ -208,8 +295,8 @@ def build_listeners(
         listeners.append(status)
     if progress is ProgressMode.LINES:
         listeners.append(terminal.ProgressLines(len(names), reporter.notice))
-    start = state.start_record(run_id, time.time(), jobfile.jobs, names)
-    listeners.append(state.History(state.history_path(request.file), start))
+    if recorder is not None:
+        listeners.append(recorder)  # the run's record in state.db
     return reporter, Fanout(listeners)
 
 

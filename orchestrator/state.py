@@ -1,23 +1,38 @@
-"""Run history under `.orchestrate/` beside the job file, and what `--resume` reruns."""
+"""Run state under `.orchestrate/`: the SQLite state database, per-job locks, and `--resume`."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import operator
 import os
+import sqlite3
+import statistics
+import sys
+import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import gevent
 from gevent.event import Event
-from gevent.threadpool import ThreadPool
 
 from orchestrator.listeners import RunListener
+from orchestrator.logs import safe_file_name
 from orchestrator.model import Job
-from orchestrator.results import JobResult
+from orchestrator.results import Attempt, JobResult, RunSummary, Status, StopReason
 from orchestrator.threads import quiet_thread_pool
+
+SCHEMA_VERSION = 1  # PRAGMA user_version: a later issue migrates from here
+KEEP_RUNS = 50  # runs kept per job file
+RECENT_DURATIONS = 5  # successful seconds kept per job, for the scheduler
+BUSY_MILLISECONDS = 10_000  # how long a write waits for another process's transaction
+SUCCESS = frozenset(status.value for status in Status if status.succeeded)
+NEVER_RAN = frozenset((Status.SKIPPED.value, Status.CANCELLED.value))  # say nothing about the job
+SHAREABLE = frozenset((Status.OK.value, Status.SHARED.value, Status.UP_TO_DATE.value))
 
 FINGERPRINT_FIELDS = ("run", "env", "cwd", "shell", "needs", "matrix", "resources", "timeout", "retries")
 _fingerprint_fields = operator.attrgetter(*FINGERPRINT_FIELDS)
@@ -26,15 +41,10 @@ _FINGERPRINT_FORMAT = "%08x" * len(
 )  # one format, not one per field: 100,000 jobs 0.99 -> 0.66 s
 
 
-def history_path(jobfile_path: str) -> str:
-    directory = os.path.join(os.path.dirname(os.path.abspath(jobfile_path)), ".orchestrate")
-    return os.path.join(directory, os.path.basename(jobfile_path) + ".history.jsonl")
-
-
 def fingerprint(job: Job) -> str:
     """A crc32 per field that decides what a job does, in FINGERPRINT_FIELDS order, so a
     change can be named. (crc32, not a cryptographic hash: it only has to notice edits, and
-    100,000 jobs must cost little at the start of every run.)"""
+    100,000 jobs must cost little at the start of every run.) Issue 12 extends this."""
     return _FINGERPRINT_FORMAT % tuple(
         [zlib.crc32(repr(value).encode()) for value in _fingerprint_fields(job)]
     )
@@ -46,165 +56,676 @@ def changed_fields(old: str, new: str) -> list[str]:
     ]
 
 
-_encode_json = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
+def state_directory(job_file_directory: str, override: str | None = None) -> str:
+    return os.path.abspath(override or os.path.join(job_file_directory, ".orchestrate"))
 
 
-class HistoryWriter:
-    """The file of one run: started afresh (only the last run is ever read), then one JSON
-    line per event, each written whole and at once, so a run killed with SIGKILL leaves
-    every finished job on record. `sync` (fdatasync) is called by the caller, which may
-    batch it off the hub."""
+def log_directory(state_dir: str, job_file: str) -> str:
+    """`logs/FILE/`: two job files in one folder never share a log."""
+    return os.path.join(state_dir, "logs", safe_file_name(os.path.basename(job_file)))
 
-    def __init__(self, path: str):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
 
-    def append(self, records: list[dict[str, Any]]) -> None:
-        """Whole lines in one write (O_APPEND), so a crash never leaves half a record
-        before a whole one."""
-        os.write(self.fd, "".join(_encode_json(r) + "\n" for r in records).encode())
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, job_file TEXT NOT NULL, selection TEXT NOT NULL, arguments TEXT NOT NULL,
+    start REAL NOT NULL, end REAL, stop_reason TEXT, exit_code INTEGER);
+CREATE INDEX IF NOT EXISTS runs_by_file ON runs (job_file, start);
+CREATE TABLE IF NOT EXISTS results (
+    run_id TEXT NOT NULL, job_file TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL,
+    status TEXT NOT NULL, exit_code INTEGER, signal INTEGER, attempts INTEGER NOT NULL,
+    start REAL, end REAL, fingerprint TEXT, log_path TEXT, reason TEXT, duration REAL,
+    tail TEXT, ready REAL, slot INTEGER, host TEXT, timed_out INTEGER NOT NULL,
+    tries TEXT NOT NULL, detail TEXT, PRIMARY KEY (run_id, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latest (
+    job_file TEXT NOT NULL, name TEXT NOT NULL, run_id TEXT NOT NULL, status TEXT NOT NULL,
+    fingerprint TEXT, end REAL, success_fingerprint TEXT, success_end REAL, success_detail TEXT,
+    durations TEXT, PRIMARY KEY (job_file, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS file_hashes (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
+    digest TEXT NOT NULL) WITHOUT ROWID;
+"""
 
-    def sync(self) -> None:
-        os.fdatasync(self.fd)
+_INSERT_RESULT = "INSERT OR REPLACE INTO results VALUES (" + ",".join("?" * 21) + ")"
+_UPSERT_RAN = (
+    "INSERT INTO latest (job_file, name, run_id, status, fingerprint, end) VALUES (?,?,?,?,?,?) "
+    "ON CONFLICT (job_file, name) DO UPDATE SET run_id = excluded.run_id, status = excluded.status, "
+    "fingerprint = excluded.fingerprint, end = excluded.end"
+)
+_UPSERT_SUCCESS = (
+    "INSERT INTO latest VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (job_file, name) DO UPDATE SET "
+    "run_id = excluded.run_id, status = excluded.status, fingerprint = excluded.fingerprint, "
+    "end = excluded.end, success_fingerprint = excluded.success_fingerprint, "
+    "success_end = excluded.success_end, success_detail = excluded.success_detail, "
+    "durations = coalesce(excluded.durations, durations)"
+)
+
+
+@dataclass(frozen=True)
+class SuccessRecord:
+    """A job's last success on record: its fingerprint, the `detail` stored with it (issue
+    12's input and output hashes), and when it ended (epoch seconds)."""
+
+    fingerprint: str
+    detail: dict[str, Any]
+    end: float
+
+
+@dataclass(frozen=True)
+class Latest:
+    """What is on record about a job of this file before this run: its latest result that
+    ran (skipped and cancelled say nothing), its last success, its recent durations."""
+
+    status: str
+    fingerprint: str | None
+    success: SuccessRecord | None
+    durations: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of `orchestrate history`."""
+
+    run_id: str
+    job_file: str
+    selection: list[str]
+    arguments: list[str]
+    start: float
+    end: float | None
+    stop_reason: str | None
+    exit_code: int | None
+    counts: dict[str, int]
+
+
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _warn(text: str) -> None:
+    print(f"orchestrate: warning: {text}", file=sys.stderr, flush=True)
+
+
+def _is_busy(error: BaseException) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
+
+
+class StateStore:
+    """The run state of one job file in `state.db`, through one connection used only in a
+    thread of its own: every query and commit is handed to that thread, and the hub waits
+    for it cooperatively, so the hub never blocks on the disk or on another process's lock.
+
+    Bad state never stops a run: a database that cannot be read is moved aside (one warning)
+    and this run starts afresh, replaying its own results so far; one that is locked too long
+    or a folder that cannot be written means one warning and no state for the rest of the
+    run. Methods are called from greenlets of the hub's thread.
+    """
+
+    def __init__(self, directory: str, job_file: str, warn: Callable[[str], None] = _warn) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, "state.db")
+        self.job_file = os.path.abspath(job_file)
+        self.warn = warn
+        self.connection: sqlite3.Connection | None = None
+        self.pool = quiet_thread_pool(1)
+        self.broken = False  # warned once; from now on no state
+        self.run_row: tuple[Any, ...] | None = None
+        self.written: list[tuple[str, list[tuple[Any, ...]]]] = []  # this run's statements, for a replay
+        self.latest: dict[str, Latest] = {}
+
+    # -- the thread's side --
+    def _connect(self) -> sqlite3.Connection:
+        os.makedirs(self.directory, exist_ok=True)
+        connection = sqlite3.connect(
+            self.path, timeout=BUSY_MILLISECONDS / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_MILLISECONDS}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise sqlite3.OperationalError(f"schema version {version} is newer than this orchestrate's")
+            if version < SCHEMA_VERSION:
+                with connection:
+                    connection.execute("BEGIN IMMEDIATE")
+                    connection.executescript(_SCHEMA.replace("\n", " ").strip().rstrip(";") + ";")
+                    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return connection
+        except BaseException:
+            connection.close()
+            raise
+
+    def _ensure(self) -> sqlite3.Connection | None:
+        if self.connection is None and not self.broken:
+            self.connection = self._connect()
+        return self.connection
+
+    def _safely(self, operation: Callable[[sqlite3.Connection], Any], default: Any = None) -> Any:
+        """Run `operation` on the connection in this thread, recovering from bad state once."""
+        for attempt in (1, 2):
+            if self.broken:
+                return default
+            try:
+                connection = self._ensure()
+                if connection is None:
+                    return default
+                return operation(connection)
+            except (sqlite3.Error, OSError) as error:
+                if attempt == 2 or not self._recover(error):
+                    self._give_up(error)
+        return default
+
+    def _give_up(self, error: BaseException) -> None:
+        if not self.broken:
+            self.broken = True
+            self.warn(f"run state {self.path}: {_describe(error)}; going on without run state")
+        self._close_connection()
+
+    def _recover(self, error: BaseException) -> bool:
+        """A database that cannot be read is moved aside and started afresh, with this run's
+        own records so far written again; True if that worked."""
+        self._close_connection()
+        if (
+            isinstance(error, OSError)
+            or _is_busy(error)
+            or "readonly" in str(error)
+            or "unable to open" in str(error)
+        ):
+            return False
+        aside = f"{self.path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+        try:
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                try:
+                    os.unlink(self.path + suffix)
+                except FileNotFoundError:
+                    pass
+            connection = self.connection = self._connect()
+            with connection:
+                connection.execute("BEGIN IMMEDIATE")
+                if self.run_row is not None:
+                    connection.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)", self.run_row)
+                for statement, rows in self.written:
+                    connection.executemany(statement, rows)
+        except (sqlite3.Error, OSError) as again:
+            self._give_up(again)
+            return True  # warned already
+        self.warn(f"{self.path} could not be read ({_describe(error)}): moved aside to {aside}; fresh state")
+        return True
+
+    def _close_connection(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            except sqlite3.Error:
+                pass
+            self.connection = None
+
+    def _begin(self, connection: sqlite3.Connection) -> dict[str, Latest]:
+        with connection:
+            connection.execute("BEGIN IMMEDIATE")
+            if self.run_row is not None:
+                connection.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)", self.run_row)
+            cutoff = connection.execute(
+                "SELECT start FROM runs WHERE job_file = ? ORDER BY start DESC LIMIT 1 OFFSET ?",
+                (self.job_file, KEEP_RUNS - 1),
+            ).fetchone()
+            if cutoff is not None:
+                old = "SELECT id FROM runs WHERE job_file = ? AND start < ?"
+                connection.execute(f"DELETE FROM results WHERE run_id IN ({old})", (self.job_file, cutoff[0]))
+                connection.execute(
+                    "DELETE FROM runs WHERE job_file = ? AND start < ?", (self.job_file, cutoff[0])
+                )
+        rows = connection.execute(
+            "SELECT name, status, fingerprint, success_fingerprint, success_end, success_detail, durations "
+            "FROM latest WHERE job_file = ?",
+            (self.job_file,),
+        ).fetchall()
+        latest = {}
+        for name, status, fingerprint_, success_fingerprint, success_end, detail, durations in rows:
+            success = None
+            if success_fingerprint is not None:
+                success = SuccessRecord(success_fingerprint, json.loads(detail or "{}"), success_end or 0.0)
+            latest[name] = Latest(status, fingerprint_, success, tuple(json.loads(durations or "[]")))
+        return latest
+
+    def _write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        def commit(connection: sqlite3.Connection) -> None:
+            with connection:
+                connection.execute("BEGIN IMMEDIATE")
+                for statement, rows in statements:
+                    connection.executemany(statement, rows)
+
+        self.written.extend(statements)
+        self._safely(commit)
+
+    # -- the hub's side --
+    def begin(self, run_id: str, selection: Iterable[str], arguments: list[str], start: float) -> None:
+        """Record the run, prune old runs, and read what is on record about this file's jobs."""
+        self.run_row = (run_id, self.job_file, _encode_json(list(selection)), _encode_json(arguments), start)
+        self.run_row += (None, None, None)
+        self.latest = self.pool.apply(self._safely, (self._begin, {}))
+
+    def read(self) -> dict[str, Latest]:
+        """What is on record about this file's jobs, without recording a run (`--resume -n`)."""
+        if not os.path.exists(self.path):
+            return {}
+        self.latest = self.pool.apply(self._safely, (self._begin, {}))
+        return self.latest
+
+    def write(
+        self, statements: list[tuple[str, list[tuple[Any, ...]]]], then: Callable[[], None] | None = None
+    ) -> None:
+        """Commit these statements in one transaction in the store's thread, waiting for it
+        cooperatively; `then` runs in the thread after the commit (releasing job locks)."""
+
+        def work() -> None:
+            try:
+                self._write(statements)
+            finally:
+                if then is not None:
+                    then()
+
+        self.pool.apply(work)
+
+    def latest_now(self, name: str) -> tuple[str, str | None, float | None] | None:
+        """A job's latest result as committed now (by any process): status, fingerprint, end."""
+
+        def query(connection: sqlite3.Connection) -> Any:
+            return connection.execute(
+                "SELECT status, fingerprint, end FROM latest WHERE job_file = ? AND name = ?",
+                (self.job_file, name),
+            ).fetchone()
+
+        row = self.pool.apply(self._safely, (query,))
+        return None if row is None else (row[0], row[1], row[2])
+
+    def last_success(self, name: str) -> SuccessRecord | None:
+        """The job's last success before this run (fingerprint, detail, end), or None."""
+        latest = self.latest.get(name)
+        return latest.success if latest is not None else None
+
+    def expected_durations(self) -> dict[str, float]:
+        """Seconds each job took, the median of its recent successful runs."""
+        return {name: statistics.median(x.durations) for name, x in self.latest.items() if x.durations}
+
+    def cached_hash(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+        """The digest stored for this file if its size, mtime and inode are unchanged."""
+
+        def query(connection: sqlite3.Connection) -> Any:
+            return connection.execute(
+                "SELECT digest FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?",
+                (path, size, mtime_ns, inode),
+            ).fetchone()
+
+        row = self.pool.apply(self._safely, (query,))
+        return None if row is None else str(row[0])
+
+    def cached_hashes(self, files: Iterable[tuple[str, int, int, int]]) -> dict[str, str]:
+        """`cached_hash` for many files at once (path, size, mtime_ns, inode): one trip to
+        the store's thread; only the unchanged files are in the answer."""
+        wanted = list(files)
+
+        def query(connection: sqlite3.Connection) -> dict[str, str]:
+            found = {}
+            statement = (
+                "SELECT digest FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?"
+            )
+            for key in wanted:
+                row = connection.execute(statement, key).fetchone()
+                if row is not None:
+                    found[key[0]] = str(row[0])
+            return found
+
+        result: dict[str, str] = self.pool.apply(self._safely, (query, {}))
+        return result
+
+    def store_hashes(self, rows: Iterable[tuple[str, int, int, int, str]]) -> None:
+        """Remember digests: rows of (path, size, mtime_ns, inode, digest); committed off the hub."""
+        statement = "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)"
+        self.write([(statement, [tuple(row) for row in rows])])
+
+    def end(self, summary: RunSummary) -> None:
+        if self.run_row is None:
+            return
+        stop = summary.stop_reason.value if summary.stop_reason else None
+        self.run_row = (*self.run_row[:5], time.time(), stop, summary.exit_code)
+        self.write(
+            [
+                (
+                    "UPDATE runs SET end = ?, stop_reason = ?, exit_code = ? WHERE id = ?",
+                    [(*self.run_row[5:], self.run_row[0])],
+                )
+            ]
+        )
 
     def close(self) -> None:
-        os.close(self.fd)
+        """Wait for every commit, then close the connection and the thread."""
+        self.pool.apply(self._close_connection)
+        self.pool.kill()
 
-
-def start_record(
-    run_id: str, started: float, jobs: Mapping[str, Job], names: Iterable[str]
-) -> dict[str, Any]:
-    return {
-        "event": "run",
-        "run_id": run_id,
-        "started": started,
-        "jobs": {name: fingerprint(jobs[name]) for name in names},
-    }
-
-
-def job_record(run_id: str, result: JobResult) -> dict[str, Any]:
-    return {
-        "event": "job",
-        "run_id": run_id,
-        "name": result.name,
-        "status": result.status.value,
-        "exit_code": result.exit_code,
-        "signal": result.signal,
-        "attempts": result.attempts,
-        "start": result.start,
-        "end": result.end,
-    }
-
-
-@dataclass
-class PreviousRun:
-    run_id: str
-    fingerprints: dict[str, str]
-    succeeded: set[str]
-
-
-def read_previous_run(path: str) -> PreviousRun | None:
-    """The last run on record; torn or foreign lines (a crash mid-write) are ignored."""
-    try:
-        with open(path, "rb") as history:
-            lines = history.read().splitlines()
-    except FileNotFoundError:
-        return None
-    last_start = None
-    for index, line in enumerate(lines):
-        if line.startswith(b'{"event":"run"'):
-            last_start = index
-    if last_start is None:
-        return None
-    try:
-        start = json.loads(lines[last_start])
-    except ValueError:
-        return None
-    previous = PreviousRun(start["run_id"], start["jobs"], set())
-    for line in lines[last_start + 1 :]:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("run_id") == previous.run_id and record.get("status") in (
-            "ok",
-            "allowed",
-            "ok (resumed)",
-        ):
-            previous.succeeded.add(record["name"])
-    return previous
-
-
-class ResumeRefused(Exception):
-    """The job file changed so that the last run's record no longer says what is done."""
-
-
-def jobs_to_skip(previous: PreviousRun, jobs: Mapping[str, Job], names: list[str]) -> set[str]:
-    """Jobs done last time that need not run again: succeeded, unchanged, and not after a
-    job that must rerun."""
-    for name in names:
-        if name in previous.succeeded:
-            changed = changed_fields(previous.fingerprints.get(name, ""), fingerprint(jobs[name]))
-            if changed:
-                raise ResumeRefused(
-                    f'job "{name}" changed since the last run ({", ".join(changed)}); '
-                    "run without --resume to start over"
+    # -- reading past runs (history, report) --
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        def query(connection: sqlite3.Connection) -> list[RunRecord]:
+            runs = connection.execute(
+                "SELECT * FROM runs WHERE job_file = ? ORDER BY start DESC LIMIT ?", (self.job_file, limit)
+            ).fetchall()
+            records = []
+            for row in runs:
+                counts = dict(
+                    connection.execute(
+                        "SELECT status, count(*) FROM results WHERE run_id = ? GROUP BY status", (row[0],)
+                    ).fetchall()
                 )
+                records.append(
+                    RunRecord(
+                        row[0],
+                        row[1],
+                        json.loads(row[2]),
+                        json.loads(row[3]),
+                        row[4],
+                        row[5],
+                        row[6],
+                        row[7],
+                        counts,
+                    )
+                )
+            return records
+
+        if not os.path.exists(self.path):
+            return []
+        result: list[RunRecord] = self.pool.apply(self._safely, (query, []))
+        return result
+
+    def summary(self, run_id: str | None) -> tuple[RunRecord, RunSummary] | None:
+        """A past run (the latest if None) as a RunSummary, rebuilt from its rows."""
+        records = self.runs(KEEP_RUNS + 10)
+        chosen = [r for r in records if run_id is None or r.run_id == run_id or r.run_id.startswith(run_id)]
+        if not chosen:
+            return None
+        record = chosen[0]
+
+        def query(connection: sqlite3.Connection) -> list[Any]:
+            return connection.execute(
+                "SELECT * FROM results WHERE run_id = ? ORDER BY position", (record.run_id,)
+            ).fetchall()
+
+        rows = self.pool.apply(self._safely, (query, []))
+        summary = RunSummary([_result_from_row(row) for row in rows])
+        summary.run_id, summary.started = record.run_id, record.start
+        summary.stop_reason = StopReason(record.stop_reason) if record.stop_reason else None
+        summary.elapsed = (record.end or record.start) - record.start
+        return record, summary
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    return str(error)
+
+
+def result_row(
+    run_id: str,
+    job_file: str,
+    position: int,
+    result: JobResult,
+    fingerprint_: str | None,
+    detail: dict[str, Any] | None,
+) -> tuple[Any, ...]:
+    tries = [
+        [t.number, t.start, t.end, t.exit_code, t.signal, t.timed_out, t.slot, t.host] for t in result.tries
+    ]
+    return (
+        run_id,
+        job_file,
+        position,
+        result.name,
+        result.status.value,
+        result.exit_code,
+        result.signal,
+        result.attempts,
+        result.start,
+        result.end,
+        fingerprint_,
+        result.log_path,
+        result.reason,
+        result.duration,
+        result.tail[-2000:],
+        result.ready,
+        result.slot,
+        result.host,
+        int(result.timed_out),
+        _encode_json(tries),
+        None if detail is None else _encode_json(detail),
+    )
+
+
+def _result_from_row(row: tuple[Any, ...]) -> JobResult:
+    tries = [
+        Attempt(n, s, e, code, sig, bool(timed), slot, host)
+        for n, s, e, code, sig, timed, slot, host in json.loads(row[19])
+    ]
+    return JobResult(
+        name=row[3],
+        status=Status(row[4]),
+        exit_code=row[5],
+        signal=row[6],
+        attempts=row[7],
+        start=row[8],
+        end=row[9],
+        log_path=row[11],
+        reason=row[12] or "",
+        tail=row[14] or "",
+        ready=row[15],
+        slot=row[16],
+        host=row[17],
+        timed_out=bool(row[18]),
+        tries=tries,
+    )
+
+
+def jobs_to_skip(
+    latest: Mapping[str, Latest],
+    fingerprints: Mapping[str, str],
+    needs: Mapping[str, Iterable[str]],
+    names: list[str],
+) -> set[str]:
+    """`--resume`: selected jobs whose latest result is a success with an unchanged
+    fingerprint, and none of whose selected needs runs again."""
     selected = set(names)
-    done = {name for name in names if name in previous.succeeded}
+    done = set()
     for name in names:  # names are in a valid order: needs come first
-        if name in done and any(need in selected and need not in done for need in jobs[name].needs):
-            done.discard(name)
+        record = latest.get(name)
+        if record is None or record.status not in SUCCESS or record.fingerprint != fingerprints[name]:
+            continue
+        if any(need in selected and need not in done for need in needs[name]):
+            continue
+        done.add(name)
     return done
 
 
-class History(RunListener):
-    """The run's record under .orchestrate/: a JSON line per finished job.
+class JobLocks:
+    """A lock per (job file, job), so two runs of one file never run a job at once: a
+    one-byte POSIX record lock in `locks/FILE.lock` at an offset given by the job's name.
+    The kernel drops them when their process dies, even by SIGKILL. One lock file and one
+    descriptor for the whole run: a job costs one fcntl to lock and one to unlock (a file
+    per job cost an open and a close each, and 130 us to create on ext4).
 
-    Lines finished in one turn of the hub go out in one write before the hub waits again,
-    so a run killed with SIGKILL loses nothing that finished; fdatasync runs in a thread of
-    its own at most every SYNC_INTERVAL, so neither the hub nor the disk is hammered."""
+    A job's lock is released only once its result is committed (StateRecorder), so a run
+    that waited sees it; when that run ended in a success with the same fingerprint after
+    this run began, the job is `ok (shared)` and nothing runs."""
 
-    SYNC_INTERVAL = 0.2
+    def __init__(
+        self, store: StateStore | None, lock_path: str, fingerprints: Mapping[str, str], run_start: float
+    ) -> None:
+        self.store = store
+        self.fingerprints = fingerprints
+        self.run_start = run_start
+        self.fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.held: dict[str, int] = {}
+        self.stop: Event | None = None  # the engine's stop event: stop waiting
+        self.log_path: Callable[[str], str | None] = lambda name: None
 
-    def __init__(self, path: str, start: dict[str, Any]) -> None:
-        self.writer = HistoryWriter(path)
-        self.run_id = start["run_id"]
-        self.writer.append([start])
-        self.pending: list[dict[str, Any]] = []
-        self.syncing: gevent.Greenlet[..., None] | None = None
-        self.sync_thread: ThreadPool | None = None  # fdatasync runs there, off the hub
-        self.dirty = True
+    @staticmethod
+    def offset(name: str) -> int:
+        return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=7).digest(), "big")
+
+    def _try(self, offset: int) -> bool:
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+            return True
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+
+    def before(self, job: Job) -> JobResult | None:
+        offset = self.offset(job.name)
+        if self._try(offset):
+            self.held[job.name] = offset
+            return None
+        delay = 0.005
+        while not self._try(offset):
+            if self.stop is not None and self.stop.wait(delay):
+                return JobResult(job.name, Status.CANCELLED, reason="stopped while another run held it")
+            if self.stop is None:
+                gevent.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        self.held[job.name] = offset
+        latest = self.store.latest_now(job.name) if self.store is not None else None
+        if latest is not None:
+            status, fingerprint_, end = latest
+            if (
+                status in SHAREABLE
+                and fingerprint_ == self.fingerprints.get(job.name)
+                and (end or 0) >= self.run_start
+            ):
+                self.release([job.name])
+                now = time.time()
+                return JobResult(
+                    job.name, Status.SHARED, start=now, end=now, log_path=self.log_path(job.name)
+                )
+        return None
+
+    def after(self, job: Job, result: JobResult | None) -> None:
+        """Nothing yet: the lock goes once the job's result is committed."""
+
+    def release(self, names: Iterable[str]) -> None:
+        for name in names:
+            offset = self.held.pop(name, None)
+            if offset is not None:
+                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, offset)
+
+    def close(self) -> None:
+        os.close(self.fd)  # drops every lock still held
+
+
+class StateRecorder(RunListener):
+    """The listener that records each job's result as it ends: the results of one turn of
+    the hub go out in one transaction, committed in the store's thread; a job's lock is
+    released after its row is committed. `set_detail` attaches a JSON-able dict to a job's
+    next record (issue 12: input and output hashes)."""
+
+    def __init__(
+        self,
+        store: StateStore | None,
+        run_id: str,
+        names: list[str],
+        fingerprints: Mapping[str, str],
+        locks: JobLocks | None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.job_file = store.job_file if store is not None else ""
+        self.position = {name: i for i, name in enumerate(names)}
+        self.fingerprints = fingerprints
+        self.locks = locks
+        self.pending: list[JobResult] = []
+        self.details: dict[str, dict[str, Any]] = {}
+        self.durations = {name: list(x.durations) for name, x in store.latest.items()} if store else {}
+        self.queue: list[tuple[list[tuple[str, list[tuple[Any, ...]]]], list[str]]] = []
+        self.writer: gevent.Greenlet[..., None] | None = None
         self.closing = Event()
+
+    def set_detail(self, name: str, detail: dict[str, Any]) -> None:
+        self.details[name] = detail
 
     def job_finished(self, result: JobResult) -> None:
         if not self.pending:
-            gevent.get_hub().loop.run_callback(self._write)
-        self.pending.append(job_record(self.run_id, result))
+            gevent.get_hub().loop.run_callback(self._flush)
+        self.pending.append(result)
 
-    def _write(self) -> None:
-        records, self.pending = self.pending, []
-        if records:
-            self.writer.append(records)
-            self.dirty = True
-            if self.syncing is None:
-                self.syncing = gevent.spawn(self._sync)
+    def _flush(self) -> None:
+        results, self.pending = self.pending, []
+        if not results:
+            return
+        names = [result.name for result in results]
+        if self.store is None or self.store.broken:
+            if self.locks is not None:
+                self.locks.release(names)
+            return
+        inserted, ran, succeeded = [], [], []
+        for result in results:
+            name = result.name
+            fp = self.fingerprints.get(name)
+            detail = self.details.pop(name, None)
+            inserted.append(
+                result_row(self.run_id, self.job_file, self.position.get(name, -1), result, fp, detail)
+            )
+            status = result.status.value
+            if status in NEVER_RAN:
+                continue
+            end = result.end or time.time()
+            if status not in SUCCESS:
+                ran.append((self.job_file, name, self.run_id, status, fp, end))
+                continue
+            durations = None
+            if result.status is Status.OK and result.duration is not None:
+                recent = self.durations.setdefault(name, [])
+                recent.append(round(result.duration, 4))
+                del recent[:-RECENT_DURATIONS]
+                durations = _encode_json(recent)
+            success_detail = None if detail is None else _encode_json(detail)
+            succeeded.append(
+                (self.job_file, name, self.run_id, status, fp, end, fp, end, success_detail, durations)
+            )
+        statements = [(_INSERT_RESULT, inserted), (_UPSERT_RAN, ran), (_UPSERT_SUCCESS, succeeded)]
+        self.queue.append((statements, names))
+        if self.writer is None:
+            self.writer = gevent.spawn(self._drain)
 
-    def _sync(self) -> None:
-        while self.dirty:
-            self.dirty = False
-            if self.sync_thread is None:
-                self.sync_thread = quiet_thread_pool(1)
-            self.sync_thread.apply(self.writer.sync)
-            self.closing.wait(self.SYNC_INTERVAL)
-        self.syncing = None
+    COMMIT_GAP = 0.02  # seconds between commits while results keep coming
+
+    def _drain(self) -> None:
+        """Commit what is queued, all of it in one transaction, until nothing is left; then
+        release those jobs' locks (here in the hub: an unlock in the store's thread fought
+        the hub for the GIL). The first result after a pause is committed at once; while
+        results keep coming, commits are COMMIT_GAP apart, so the store's thread wakes
+        seldom and takes little from the hub."""
+        assert self.store is not None
+        while self.queue:
+            batches, self.queue = self.queue, []
+            merged: dict[str, list[tuple[Any, ...]]] = {}
+            for batch, _ in batches:
+                for statement, rows in batch:
+                    merged.setdefault(statement, []).extend(rows)
+            statements = [(statement, rows) for statement, rows in merged.items() if rows]
+            self.store.write(statements)
+            if self.locks is not None:
+                self.locks.release([name for _, names in batches for name in names])
+            if self.closing.wait(self.COMMIT_GAP):
+                continue
+        self.writer = None
+
+    def run_ended(self, summary: RunSummary) -> None:
+        self._flush()
+        if self.store is not None:
+            self.store.end(summary)
 
     def close(self) -> None:
-        self._write()
+        self._flush()
         self.closing.set()
-        if self.syncing is not None:
-            self.syncing.join()
-        self.writer.sync()
-        self.writer.close()
-        if self.sync_thread is not None:
-            self.sync_thread.kill()
+        if self.writer is not None:
+            self.writer.join()
+        if self.store is not None:
+            self.store.close()
+        if self.locks is not None:
+            self.locks.close()

@@ -102,7 +102,7 @@ def test_table_format_and_report_files(tmp_path):
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_silent_job_leaves_no_log_and_no_stale_one(tmp_path, write_jobs, processes):
     jobs = write_jobs("jobs:\n  talk: {run: echo hi}\n  quiet: {run: 'true'}\n")
-    logs = tmp_path / ".orchestrate" / "logs"
+    logs = tmp_path / ".orchestrate" / "logs" / "jobs.yaml"
     logs.mkdir(parents=True)
     (logs / "quiet.log").write_text("output of an earlier run\n")
     (logs / "talk.log").write_text("a longer output of an earlier run\n")
@@ -118,7 +118,7 @@ def test_a_silent_job_leaves_no_log_and_no_stale_one(tmp_path, write_jobs, proce
 def test_a_rerun_truncates_a_printing_jobs_log_in_place(tmp_path, write_jobs):
     # Removing and creating the file again costs ext4 a scan past recently deleted inodes.
     jobs = write_jobs("jobs:\n  talk: {run: echo hi}\n")
-    log = tmp_path / ".orchestrate" / "logs" / "talk.log"
+    log = tmp_path / ".orchestrate" / "logs" / "jobs.yaml" / "talk.log"
     assert run_cli("run", jobs).returncode == 0
     first = log.stat().st_ino
     log.write_text("a longer output of an earlier run\n")
@@ -135,7 +135,7 @@ def test_jobs_do_not_inherit_the_callers_descriptors(tmp_path, write_jobs):
         os.close(extra_read)
         os.close(extra_write)
     assert result.returncode == 0, result.stderr
-    listed = (tmp_path / ".orchestrate" / "logs" / "fds.log").read_text().split()
+    listed = (tmp_path / ".orchestrate" / "logs" / "jobs.yaml" / "fds.log").read_text().split()
     assert {"0", "1", "2"} <= set(listed)
     # Only our own jobserver's pipe (for makes inside jobs) is passed on, never the caller's.
     assert str(extra_read) not in listed and str(extra_write) not in listed

@@ -183,7 +183,7 @@ def test_output_is_streamed_while_the_job_runs(cluster, tmp_path, write_jobs):
             marker.touch()
     assert process.wait(30) == 0, process.stderr.read()
     assert lines[:3] == ["[talk] first\n", "[talk] waiting\n", "[talk] last\n"], lines
-    log = tmp_path / ".orchestrate" / "logs" / "talk.log"
+    log = tmp_path / ".orchestrate" / "logs" / "jobs.yaml" / "talk.log"
     assert log.read_text() == "first\nwaiting\nlast\n"
 
 
@@ -374,7 +374,7 @@ def test_a_worker_that_dies_fails_its_attempt_and_retries_apply(cluster, tmp_pat
     assert "Traceback" not in err
     victim = report_of(report)["victim"]
     assert (victim["status"], victim["attempts"]) == ("ok", 2)
-    log = (tmp_path / ".orchestrate" / "logs" / "victim.log").read_text()
+    log = (tmp_path / ".orchestrate" / "logs" / "jobs.yaml" / "victim.log").read_text()
     assert "--- worker tcp://127.0.0.1:" in log and " died ---\n--- attempt 2 ---\nsecond attempt ok\n" in log
     assert wait_for(lambda: not alive(job_pid), 10)  # the worker's death took its job along
     cluster.wait_for_workers(2)

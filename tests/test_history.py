@@ -1,30 +1,54 @@
-"""The run's history file and the thread that syncs it."""
+"""The run state's database thread."""
 
-import json
 import signal
 
 from orchestrator.results import JobResult, Status
-from orchestrator.state import History
+from orchestrator.state import StateRecorder, StateStore
 
 
-def test_the_sync_thread_leaves_sigchld_to_the_hub(tmp_path):
+def test_the_state_thread_leaves_sigchld_to_the_hub(tmp_path):
     # A SIGCHLD taken by another thread costs the hub a cross-thread wake-up per job.
-    history = History(str(tmp_path / "h.jsonl"), {"event": "run", "run_id": "r1", "jobs": {}})
+    store = StateStore(str(tmp_path), str(tmp_path / "jobs.yaml"))
     masks = []
-    sync = history.writer.sync
-    history.writer.sync = lambda: (masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, [])), sync())
-    history.job_finished(JobResult("a", Status.OK, exit_code=0))
-    history.close()
-    assert masks and signal.SIGCHLD in masks[0]  # the first sync ran in the pool's thread
+    connect = store._connect
+    store._connect = lambda: (masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, [])), connect())[1]
+    store.begin("r1", ["a"], [], 1.0)
+    recorder = StateRecorder(store, "r1", ["a"], {"a": "f"}, None)
+    recorder.job_finished(JobResult("a", Status.OK, exit_code=0, start=1.0, end=2.0))
+    recorder.close()
+    assert masks and signal.SIGCHLD in masks[0]  # the connection was made in the pool's thread
     assert signal.SIGCHLD not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the hub's is untouched
+    reread = StateStore(str(tmp_path), str(tmp_path / "jobs.yaml"))
+    assert reread.read()["a"].status == "ok"
+    assert reread.expected_durations() == {"a": 1.0}
+    reread.close()
 
 
-def test_each_run_starts_the_file_afresh(tmp_path):
-    path = str(tmp_path / "h.jsonl")
-    for run_id in ("r1", "r2"):
-        history = History(path, {"event": "run", "run_id": run_id, "jobs": {}})
-        history.job_finished(JobResult("a", Status.OK, exit_code=0))
-        history.close()
-    with open(path) as lines:
-        records = [json.loads(line) for line in lines]
-    assert [(r["event"], r["run_id"]) for r in records] == [("run", "r2"), ("job", "r2")]
+def test_only_the_last_runs_of_each_file_are_kept(tmp_path):
+    from orchestrator.state import KEEP_RUNS
+
+    for job_file in ("a.yaml", "b.yaml"):
+        for number in range(KEEP_RUNS + 3 if job_file == "a.yaml" else 2):
+            store = StateStore(str(tmp_path), str(tmp_path / job_file))
+            store.begin(f"{job_file}-{number}", ["a"], [], float(number))
+            recorder = StateRecorder(store, f"{job_file}-{number}", ["a"], {"a": "f"}, None)
+            recorder.job_finished(JobResult("a", Status.OK, exit_code=0, start=1.0, end=2.0))
+            recorder.close()
+    store = StateStore(str(tmp_path), str(tmp_path / "a.yaml"))
+    runs = store.runs(100)
+    assert len(runs) == KEEP_RUNS and runs[-1].run_id == "a.yaml-3"
+    assert all(run.counts == {"ok": 1} for run in runs)
+    store.close()
+    other = StateStore(str(tmp_path), str(tmp_path / "b.yaml"))
+    assert len(other.runs(100)) == 2  # another file's runs are its own
+    other.close()
+
+
+def test_the_hash_cache_answers_only_for_unchanged_files(tmp_path):
+    store = StateStore(str(tmp_path), str(tmp_path / "jobs.yaml"))
+    store.begin("r1", [], [], 1.0)
+    store.store_hashes([("src/a.c", 10, 111, 5, "d1"), ("src/b.c", 20, 222, 6, "d2")])
+    assert store.cached_hash("src/a.c", 10, 111, 5) == "d1"
+    assert store.cached_hash("src/a.c", 10, 112, 5) is None  # touched since
+    assert store.cached_hashes([("src/a.c", 10, 111, 5), ("src/b.c", 21, 222, 6)]) == {"src/a.c": "d1"}
+    store.close()

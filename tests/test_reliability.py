@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -151,7 +152,7 @@ def test_running_out_of_file_descriptors_fails_jobs_with_a_reason(tmp_path, writ
     assert result.returncode == 1, result.stdout + result.stderr
     jobs_out = json.loads(report.read_text())["jobs"]
     assert {job["status"] for job in jobs_out} == {"ok", "failed"}
-    log_dir = tmp_path / ".orchestrate" / "logs"
+    log_dir = tmp_path / ".orchestrate" / "logs" / "jobs.yaml"
     for job in jobs_out:
         if job["status"] == "failed":
             # Out of descriptors at the pipe (launch) or at the log, whichever came first.
@@ -175,7 +176,7 @@ def test_odd_output_is_kept_byte_for_byte(tmp_path, write_jobs):
     )
     result = subprocess.run([*ORCH, "run", jobs, "-k"], capture_output=True, timeout=60)
     assert result.returncode == 1 and b"Traceback" not in result.stderr
-    log = tmp_path / ".orchestrate" / "logs" / "odd.log"
+    log = tmp_path / ".orchestrate" / "logs" / "jobs.yaml" / "odd.log"
     assert log.read_bytes() == bytes(range(256)) * 3 + b"\xff\xfe no newline"
     assert log.read_bytes() in result.stdout  # grouped output passes the bytes through
     assert b"odd-fail  failed" in result.stdout
@@ -188,7 +189,7 @@ def test_one_100_megabyte_line_is_kept_whole(tmp_path, write_jobs):
     process = start_cli("run", jobs, "-o", "none")
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1 and "Traceback" not in err
-    assert os.path.getsize(tmp_path / ".orchestrate" / "logs" / "line.log") == size
+    assert os.path.getsize(tmp_path / ".orchestrate" / "logs" / "jobs.yaml" / "line.log") == size
     assert max(len(line) for line in out.splitlines()) < 400  # the table shows a trimmed tail
 
 
@@ -209,7 +210,7 @@ def test_a_gigabyte_of_output_lands_whole_with_bounded_memory(tmp_path, write_jo
     )
     assert result.returncode == 0, result.stderr
     peak_kib = int(result.stdout.split()[-1])
-    assert os.path.getsize(tmp_path / ".orchestrate" / "logs" / "flood.log") == size
+    assert os.path.getsize(tmp_path / ".orchestrate" / "logs" / "jobs.yaml" / "flood.log") == size
     assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB"
 
 
@@ -282,7 +283,7 @@ def test_resume_reruns_only_what_did_not_succeed(tmp_path, write_jobs):
     assert statuses(report) == {"first": "ok (resumed)", "flaky": "ok", "after": "ok", "side": "ok (resumed)"}
 
 
-def test_the_history_keeps_only_the_last_run_and_resume_still_chains(tmp_path, write_jobs):
+def test_resume_chains_over_runs_and_every_run_is_on_record(tmp_path, write_jobs):
     jobs, gate = _resume_file(write_jobs, tmp_path)
     subprocess.run([*ORCH, "run", jobs, "-k"], capture_output=True, timeout=60)
     gate.touch()
@@ -293,22 +294,23 @@ def test_the_history_keeps_only_the_last_run_and_resume_still_chains(tmp_path, w
     )
     assert third.returncode == 0, third.stdout + third.stderr
     assert set(statuses(report).values()) == {"ok (resumed)"}
-    records = [
-        json.loads(line)
-        for line in (tmp_path / ".orchestrate" / "jobs.yaml.history.jsonl").read_text().splitlines()
-    ]
-    assert [r["event"] for r in records] == ["run"] + ["job"] * 4  # not three runs' worth
-    assert {r["run_id"] for r in records} == {records[0]["run_id"]}
+    with sqlite3.connect(tmp_path / ".orchestrate" / "state.db") as db:
+        runs = db.execute("SELECT id FROM runs ORDER BY start").fetchall()
+        assert len(runs) == 3
+        assert db.execute("SELECT count(*) FROM results").fetchone()[0] == 12
 
 
-def test_resume_refuses_when_a_done_job_changed(tmp_path, write_jobs):
+def test_resume_reruns_a_done_job_that_changed(tmp_path, write_jobs):
     jobs, gate = _resume_file(write_jobs, tmp_path)
     subprocess.run([*ORCH, "run", jobs, "-k"], capture_output=True, timeout=60)
     _resume_file(write_jobs, tmp_path, first_command="echo changed")
-    result = subprocess.run([*ORCH, "run", jobs, "--resume"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert 'job "first" changed since the last run (run)' in result.stderr
-    assert "Traceback" not in result.stderr
+    gate.touch()
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [*ORCH, "run", jobs, "--resume", "--report-file", report], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert statuses(report) == {"first": "ok", "flaky": "ok", "after": "ok", "side": "ok (resumed)"}
 
 
 def test_a_run_killed_with_sigkill_leaves_a_record_resume_can_use(tmp_path, write_jobs):
@@ -322,9 +324,8 @@ def test_a_run_killed_with_sigkill_leaves_a_record_resume_can_use(tmp_path, writ
     process.kill()
     process.communicate(timeout=30)
     os.kill(int(marker.read_text()), signal.SIGKILL)  # SIGKILL leaves no chance to clean up
-    history = (tmp_path / ".orchestrate" / "jobs.yaml.history.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in history]
-    assert [r.get("name") for r in records if r["event"] == "job"] == ["quick"]
+    with sqlite3.connect(tmp_path / ".orchestrate" / "state.db") as db:
+        assert db.execute("SELECT name, status FROM results").fetchall() == [("quick", "ok")]
     report = tmp_path / "report.json"
     marker.unlink()
     resumed = subprocess.run(
@@ -358,4 +359,4 @@ def test_a_daemon_is_killed_when_its_job_ends_while_the_run_goes_on(tmp_path, wr
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert statuses(report) == {"spawner": "ok", "checker": "ok"}
-    assert (tmp_path / ".orchestrate" / "logs" / "checker.log").read_text() == "gone\n"
+    assert (tmp_path / ".orchestrate" / "logs" / "jobs.yaml" / "checker.log").read_text() == "gone\n"

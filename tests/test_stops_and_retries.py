@@ -36,7 +36,7 @@ def statuses(jobs: dict) -> dict[str, str]:
 
 
 def log_of(tmp_path, name: str) -> str:
-    return (tmp_path / ".orchestrate" / "logs" / f"{name}.log").read_text()
+    return (tmp_path / ".orchestrate" / "logs" / "jobs.yaml" / f"{name}.log").read_text()
 
 
 # -- a job timeout is a failure for the policies --
