@@ -399,6 +399,18 @@ class StateStore:
         result: dict[str, str] = self.pool.apply(self._safely, (query, {}))
         return result
 
+    def all_hashes(self) -> dict[str, tuple[int, int, int, str]]:
+        """Every stored digest, path -> (size, mtime_ns, inode, digest), in one query: a run
+        looks its files up here rather than asking the thread once per file (issue 12)."""
+
+        def query(connection: sqlite3.Connection) -> Any:
+            return connection.execute(
+                "SELECT path, size, mtime_ns, inode, digest FROM file_hashes"
+            ).fetchall()
+
+        rows = self.pool.apply(self._safely, (query, []))
+        return {path: (size, mtime_ns, inode, digest) for path, size, mtime_ns, inode, digest in rows}
+
     def store_hashes(self, rows: Iterable[tuple[str, int, int, int, str]]) -> None:
         """Remember digests: rows of (path, size, mtime_ns, inode, digest); committed off the hub."""
         statement = "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)"
