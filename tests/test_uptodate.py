@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -356,3 +357,30 @@ def test_first_reason_follows_the_specs_order(tmp_path):
     assert first_reason(job, record, inputs, outputs, {"gen": "x"}) == "needs gen (its outputs changed)"
     checker.finished(job, check, succeeded=False)
     assert checker.check(job).reason == "last run failed"
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_the_c_build_example_is_incremental(tmp_path):
+    example = os.path.join(os.path.dirname(__file__), "..", "jobs", "examples", "build")
+    shutil.copytree(example, tmp_path / "build", ignore=shutil.ignore_patterns("*.o", "app", ".orchestrate"))
+    directory = tmp_path / "build"
+    jobfile = directory / "build.yaml"
+    report = directory / "r.json"
+
+    def statuses():
+        result = run_cli("run", "-f", jobfile, "--report-file", report, cwd=directory)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return {job["name"]: job["status"] for job in json.loads(report.read_text())["jobs"]}
+
+    assert set(statuses().values()) == {"ok"}
+    assert statuses() == {name: "up-to-date" for name in ("main.o", "greet.o", "sum.o", "app")} | {
+        "check": "ok"
+    }
+    rewrite(directory / "greet.c", (directory / "greet.c").read_text().replace("hello", "hi"))
+    assert statuses() == {
+        "main.o": "up-to-date",
+        "sum.o": "up-to-date",
+        "greet.o": "ok",
+        "app": "ok",
+        "check": "ok",
+    }
