@@ -41,6 +41,12 @@ orchestrate's bytecode is compiled first, as an install would have it.
     (durations from the first), `--schedule file`, make and ninja, each as a ratio to the
     lower bound max(critical path, total work / 4). Goal: the second run <= 1.10x.
 
+(k) issue 12's up-to-date row: a file of 1,000 jobs, each copying its own input file to
+    its own output (`inputs: [in/N.txt]`, `outputs: [out/N.txt]`). After one untimed build,
+    a no-op run (every job `up-to-date`) against `orchestrate validate` of the same file,
+    taking turns; target: no-op <= 1.5x validate. Then one input is edited and the next run
+    must run exactly one job (counted from its JSON report).
+
 --quick: one round of smaller workloads (200 jobs, a 1000-job DAG, 64 MiB of output, a
 10,000-job file, only (g)), for smoke-testing. --scheduling: only (g)-(i).
 """
@@ -59,6 +65,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
+HEADERS = ["workload", "tool", "median s", "min-max s", "x make", "peak RSS MB", "notes"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOBS = 8
 TIMEOUT = 300  # seconds before a single timed command is given up on
@@ -620,6 +627,70 @@ def bench_schedules(tmp, rounds, quick):
     return rows
 
 
+# ---------------------------------------------------------------- (k) up to date
+
+
+def uptodate_jobfile_lines(count):
+    yield "jobs:"
+    for i in range(count):
+        yield f"  copy{i}:"
+        yield f"    run: cp in/{i}.txt out/{i}.txt"
+        yield f"    inputs: [in/{i}.txt]"
+        yield f"    outputs: [out/{i}.txt]"
+
+
+def bench_uptodate(tmp, count, rounds):
+    """(k) a no-op run of `count` up-to-date jobs against validate; then one edit, one job."""
+    directory = os.path.join(tmp, "k")
+    os.makedirs(os.path.join(directory, "in"))
+    os.makedirs(os.path.join(directory, "out"))
+    for i in range(count):
+        write(os.path.join(directory, "in", f"{i}.txt"), [f"input {i}"])
+    jobfile = write(os.path.join(directory, "jobs.yaml"), uptodate_jobfile_lines(count))
+    log_dir = os.path.join(tmp, "logs-k")
+    report = os.path.join(tmp, "k.json")
+    measure(orchestrate_run(jobfile, log_dir), directory)  # the build, untimed
+
+    def statuses():
+        import json
+
+        with open(report) as f:
+            jobs = json.load(f)["jobs"]
+        counted = {}
+        for job in jobs:
+            counted[job["status"]] = counted.get(job["status"], 0) + 1
+        return counted
+
+    def no_op(_):
+        timed = measure(orchestrate_run(jobfile, log_dir, "--report-file", report, fresh=False), directory)
+        if statuses() != {"up-to-date": count}:
+            raise Failed(f"not all up to date: {statuses()}")
+        return timed
+
+    tools = {
+        "orchestrate validate": lambda r: measure([*ORCHESTRATE, "validate", jobfile], directory),
+        "orchestrate run (no-op)": no_op,
+    }
+    rows = run_rounds(f"(k) {count:,} up-to-date jobs", tools, rounds)
+    validate, noop = rows
+    if noop.median is not None and validate.median:
+        ratio = noop.median / validate.median
+        noop.notes.append(f"{ratio:.2f}x validate (target <= 1.5x: {met(ratio <= 1.5)})")
+    edited = os.path.join(directory, "in", f"{count // 2}.txt")
+    write(edited, ["edited"])
+    row = Row(f"(k) {count:,} jobs, one input edited", "orchestrate run")
+    try:
+        seconds, rss = measure(
+            orchestrate_run(jobfile, log_dir, "--report-file", report, fresh=False), directory
+        )
+        row.seconds, row.rss_mb = [seconds], [rss]
+        ran = statuses().get("ok", 0)
+        row.notes.append(f"{ran} job(s) ran (target exactly 1: {met(ran == 1)})")
+    except Failed as failure:
+        row.error = f"FAILED: {failure}"
+    return [*rows, row]
+
+
 # ---------------------------------------------------------------- (f) zombie bound
 
 
@@ -746,6 +817,7 @@ def main():
     parser.add_argument("--rounds", type=int, help="rounds per tool (default 3; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="one round of smaller workloads")
     parser.add_argument("--scheduling", action="store_true", help="only the scheduling rows (g)-(i)")
+    parser.add_argument("--uptodate", action="store_true", help="only the up-to-date row (k)")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
     trues, layers, output, big = (200, 10, 64 << 20, 10_000) if args.quick else (2000, 50, 1 << 30, 100_000)
@@ -755,6 +827,9 @@ def main():
     compileall.compile_dir(os.path.join(ROOT, "orchestrator"), quiet=1)
     print_header(rounds, args.quick)
     with tempfile.TemporaryDirectory(prefix="orchestrate-bench-") as tmp:
+        if args.uptodate:
+            print(tabulate([row.cells() for row in bench_uptodate(tmp, 1000, rounds)], headers=HEADERS))
+            return 0
         if not args.scheduling:
             rows, jobfile = bench_trues(tmp, trues, rounds)
             make_a = rows[1]
@@ -765,6 +840,7 @@ def main():
             rows += bench_processes(tmp, jobfile, make_a, rounds)
             zombies = bench_zombies(tmp, trues)
             rows += bench_dask(tmp, 200, rounds)
+            rows += bench_uptodate(tmp, 100 if args.quick else 1000, rounds)
         schedules = bench_schedules(tmp, rounds, args.quick)
 
     if not args.scheduling:

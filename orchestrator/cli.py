@@ -223,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="the jobs to show (a matrix name shows every expansion); NAME=VALUE as for run",
     )
 
+    explain = _subcommand(
+        commands,
+        "explain",
+        "why each job would run (or that it is up to date), one line a job",
+        "examples:\n  orchestrate explain\n  orchestrate explain app MODE=release\n\n"
+        "Reasons: never ran, last run failed, no outputs: always runs, output PATH missing,\n"
+        "output PATH changed since it was made, input PATH changed, input added: PATH,\n"
+        "input removed: PATH, input missing: PATH, command changed, env NAME changed,\n"
+        "needs JOB (its outputs changed), needs JOB (it would run).\n"
+        f"\n{FILE_HELP}\n{CHECK_EXIT_CODES}",
+    )
+    _add_file(explain)
+    _add_selection(explain, "explain")
+    _add_state_dir(explain)
+
     schema = _subcommand(
         commands,
         "schema",
@@ -269,7 +284,13 @@ def _add_run(commands: Any) -> None:
         "--fail-fast", action="store_true", help="after a failure, terminate running jobs at once"
     )
     run.add_argument(
-        "-n", "--dry-run", action="store_true", help="print the jobs that would run, in order; run nothing"
+        "-n",
+        "--dry-run",
+        action="store_true",
+        help="print the jobs that would run, in order (JOB: (up-to-date) if it need not); run nothing",
+    )
+    run.add_argument(
+        "-B", "--force", action="store_true", help="run the selected jobs even when they are up to date"
     )
     run.add_argument("--timeout", type=duration, help="limit for the whole run (exit 124 when it expires)")
     run.add_argument(
@@ -519,6 +540,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from orchestrator.graph import order
+    from orchestrator.report import terminal_safe
+    from orchestrator.run import explain
+
+    source, words = source_and_targets(args)
+    targets, variables = split_variables(words)
+    jobfile = load(source, variables)
+    names = order(jobfile.jobs, selected(args, jobfile, targets))
+    for name, reason in explain(jobfile, names, args.state_dir).items():
+        print(f"{terminal_safe(name)}: {terminal_safe(reason or 'up to date')}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     import json
 
@@ -591,6 +626,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         color=args.color,
         executor=args.executor,
         forward_env=args.env,
+        force=args.force,
     )
     try:
         return run(request)
@@ -692,6 +728,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "graph": cmd_graph,
     "show": cmd_show,
     "schema": cmd_schema,
+    "explain": cmd_explain,
     "completion": cmd_completion,
     "__complete": cmd_complete,
 }

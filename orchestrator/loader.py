@@ -11,8 +11,9 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any, NoReturn
 
@@ -31,6 +32,7 @@ from yaml.events import (
 from yaml.resolver import Resolver
 
 from .errors import JobFileError, UsageError
+from .hashing import is_glob
 from .matrix import MatrixIndex, expansion_name
 from .model import NAME_PATTERN, Job, JobFile, Position, frozen_map, parse_duration
 
@@ -75,8 +77,12 @@ _JOB_KEYS = (
     "shell",
     "matrix",
     "host_resources",
+    "inputs",
+    "outputs",
 )
-_JOB_ONLY_KEYS = ("run", "needs", "matrix")
+# inputs and outputs too: what a job reads and makes is its own (relative to its own cwd),
+# and one output shared by every job would be a duplicate.
+_JOB_ONLY_KEYS = ("run", "needs", "matrix", "inputs", "outputs")
 # Names other tools use for our keys: a table points the right way where difflib would not
 # ("deps" is closer to "env" than to "needs"). A note follows where the meaning differs.
 _KEY_ALIASES: dict[str, tuple[str, str]] = {
@@ -371,6 +377,8 @@ class _Draft:
 
     fields: dict[str, Any]  # Job keyword arguments, all but name and needs
     needs: list[tuple[str, _Node]]  # (text, node) of each need as written
+    # "inputs"/"outputs" -> the item nodes, in order
+    paths: dict[str, list[_Node]] = dataclass_field(default_factory=dict)
 
 
 class _Reader:
@@ -407,7 +415,11 @@ class _Reader:
             "description": self.read_description,
             "shell": self.read_shell,
             "dotenv": self.read_dotenv,
+            "inputs": self.read_inputs,
+            "outputs": self.read_outputs,
         }
+        self.path_nodes: dict[str, dict[str, list[_Node]]] = {}  # job -> inputs/outputs -> items
+        self.auto_needs: dict[tuple[str, str], _Node] = {}  # (job, need) -> the input that made it
 
     # -- the file -------------------------------------------------------------------------
 
@@ -513,12 +525,15 @@ class _Reader:
             env = self.job_env(dotenv, own_env or {})
         needs = self.read_needs(entries["needs"][1], owner) if "needs" in entries else []
         fields["position"] = Position(key.mark.line + 1, key.mark.column + 1)
+        paths: dict[str, list[_Node]] = {
+            field: entries[field][1].value for field in ("inputs", "outputs") if field in entries
+        }
         if "matrix" in entries:
             axes = self.read_matrix(entries["matrix"][1], owner)
-            self.expand(name, fields, env, needs, axes)
+            self.expand(name, fields, env, needs, axes, paths)
         else:
             fields["env"] = frozen_shared_env if env is shared_env else frozen_map(env)
-            self.drafts[name] = _Draft(fields, needs)
+            self.drafts[name] = _Draft(fields, needs, paths)
             self.names.add(name, _EMPTY)
 
     def expand(
@@ -528,6 +543,7 @@ class _Reader:
         env: dict[str, str],
         needs: list[tuple[str, _Node]],
         axes: list[tuple[str, list[str]]],
+        paths: dict[str, list[_Node]],
     ) -> None:
         """One job per combination of matrix values, named like build[ARCH=arm64,OS=linux]."""
         keys = [key for key, _ in axes]
@@ -535,7 +551,7 @@ class _Reader:
             matrix = frozen_map(dict(zip(keys, values, strict=True)))
             expanded = expansion_name(name, matrix)
             own = {"env": frozen_map({**env, **matrix}), "matrix": matrix}
-            self.drafts[expanded] = _Draft({**fields, **own}, needs)
+            self.drafts[expanded] = _Draft({**fields, **own}, needs, paths)
             self.names.add(expanded, matrix)
 
     def read_matrix(self, node: _Node, owner: str) -> list[tuple[str, list[str]]]:
@@ -572,14 +588,50 @@ class _Reader:
 
     def resolve_jobs(self) -> dict[str, Job]:
         jobs = {}
+        made_by = self.output_makers()
         for name, draft in self.drafts.items():
             needs: list[str] = []
             for text, node in draft.needs:
                 found = self.resolve_need(text, node)
                 self.charge(node, len(found))
                 needs.extend(found)
+            if made_by:
+                needs.extend(self.input_makers(name, draft, made_by))
             jobs[name] = Job(name=name, needs=tuple(dict.fromkeys(needs)), **draft.fields)
         return jobs
+
+    def literal_paths(self, draft: _Draft, field: str) -> Iterator[tuple[str, _Node]]:
+        """The literal (not glob) paths of a job's inputs or outputs, absolute, with their nodes."""
+        base = draft.fields.get("cwd") or self.directory
+        for path, node in zip(draft.fields.get(field, ()), draft.paths.get(field, ()), strict=True):
+            if not is_glob(path):
+                yield os.path.normpath(os.path.join(base, path)), node
+
+    def output_makers(self) -> dict[str, tuple[str, _Node]]:
+        """Which job makes each literal output; one file made by two jobs is an error."""
+        made_by: dict[str, tuple[str, _Node]] = {}
+        for name, draft in self.drafts.items():
+            for path, node in self.literal_paths(draft, "outputs"):
+                if path in made_by:
+                    other, first = made_by[path]
+                    self.fail(
+                        node,
+                        f'output "{node.value}" of job "{name}" is also an output of job "{other}" '
+                        f"(line {first.mark.line + 1}); one job must make each file: remove one of them",
+                    )
+                made_by[path] = (name, node)
+        return made_by
+
+    def input_makers(self, name: str, draft: _Draft, made_by: dict[str, tuple[str, _Node]]) -> list[str]:
+        """The jobs whose literal outputs are this job's literal inputs: needs it gets by
+        itself, as in ninja."""
+        found = []
+        for path, node in self.literal_paths(draft, "inputs"):
+            maker = made_by.get(path)
+            if maker is not None and maker[0] != name:
+                found.append(maker[0])
+                self.auto_needs.setdefault((name, maker[0]), node)
+        return found
 
     def resolve_need(self, text: str, node: _Node) -> list[str]:
         """A job, a matrix job's expansions, or those a selector like build[ARCH=arm64] picks."""
@@ -605,13 +657,18 @@ class _Reader:
         cycle = members[start:] + members[:start]
         first, second = cycle[0], (cycle + cycle)[1]
         node = next(
-            node for text, node in self.drafts[first].needs if second in self.resolve_need(text, node)
+            (node for text, node in self.drafts[first].needs if second in self.resolve_need(text, node)),
+            None,
         )
+        how = ""
+        if node is None:  # a need that an input made by that job added
+            node = self.auto_needs[(first, second)]
+            how = f' (job "{first}" needs "{second}" because its input "{node.value}" is an output of it)'
         if len(cycle) > 12:  # thousands of names would bury the message
             cycle = cycle[:8] + [f"... ({len(cycle) - 10:,} more)"] + cycle[-2:]
         self.fail(
             node,
-            f"dependency cycle: {' -> '.join(cycle + [first])}; "
+            f"dependency cycle: {' -> '.join(cycle + [first])}{how}; "
             "each job needs the next, so none can start: remove one of these needs",
         )
 
@@ -706,6 +763,24 @@ class _Reader:
         for item, tag in zip(node.value, tags, strict=True):
             self.check_name(item, tag, "tag")
         return tuple(dict.fromkeys(tags))
+
+    def read_inputs(self, node: _Node, owner: str) -> tuple[str, ...]:
+        return self.read_paths(node, f"inputs of {owner}")
+
+    def read_outputs(self, node: _Node, owner: str) -> tuple[str, ...]:
+        return self.read_paths(node, f"outputs of {owner}")
+
+    def read_paths(self, node: _Node, what: str) -> tuple[str, ...]:
+        """Paths and globs (`**` recursive), relative to the job's cwd."""
+        paths: dict[str, _Node] = {}
+        for item in self.items(node, what, "a list of paths or globs, e.g. [src/*.c]"):
+            path = self.word(item, what)
+            if not path:
+                self.fail(item, f"an item of {what} is empty; give a path or a glob, e.g. src/*.c")
+            if path in paths:
+                self.fail(item, f'"{path}" is listed twice in {what}')
+            paths[path] = item
+        return tuple(paths)
 
     def read_description(self, node: _Node, owner: str) -> str:
         return self.text(node, f"description of {owner}")

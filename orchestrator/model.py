@@ -106,6 +106,8 @@ class Job:
     description: str = ""
     shell: tuple[str, ...] | None = None  # argv prefix; the command string is appended
     matrix: Mapping[str, str] = field(default_factory=frozen_map)
+    inputs: tuple[str, ...] = ()  # paths and globs relative to cwd: what the job reads
+    outputs: tuple[str, ...] = ()  # what it makes; with outputs it can be up to date
     position: Position = Position()
 
     @cached_property

@@ -221,7 +221,8 @@ def render_job(jobfile: JobFile, job: Job) -> str:
         ("tags", ", ".join(job.tags) or "-"),
         ("matrix", ", ".join(f"{key}={value}" for key, value in job.matrix.items()) or "-"),
         ("description", job.description or "-"),
-        # inputs and outputs: the up-to-date issue adds them here.
+        ("inputs", ", ".join(job.inputs) or "-"),
+        ("outputs", ", ".join(job.outputs) or "- (always runs)"),
     ]
     lines = [f"{label + ':':<15}{terminal_safe(value)}" for label, value in fields]
     lines.append("env:           (from the file and the command line; the caller's environment is below it)")

@@ -9,14 +9,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import IO, Any
 
 import gevent
 
 from orchestrator import graph, jobserver, state, terminal
-from orchestrator.engine import Engine, EngineConfig
+from orchestrator.engine import Engine, EngineConfig, JobGuard
 from orchestrator.executors import make_executor
 from orchestrator.listeners import Fanout, RunListener
 from orchestrator.loader import load_for_process
@@ -27,6 +27,7 @@ from orchestrator.output import Reporter
 from orchestrator.results import RunSummary, StopReason
 from orchestrator.schedule import Forecast
 from orchestrator.supervisor import Supervisor
+from orchestrator.threads import quiet_thread_pool
 
 SIGNAL_STOPS = {
     signal.SIGINT: StopReason.SIGINT,
@@ -75,6 +76,7 @@ class RunRequest:
     executor: str = "local"  # or dask://HOST:PORT, dask-local:N
     forward_env: list[str] = field(default_factory=list)  # caller variables sent to remote jobs
     schedule: Schedule = Schedule.CRITICAL
+    force: bool = False  # -B: run jobs even when they are up to date
 
 
 def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
@@ -85,7 +87,9 @@ def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
     names = graph.select(jobfile.jobs, request.targets, request.tags, request.exclude, request.exclude_tags)
     if request.dry_run or make.dry_run:  # `make -n` still runs `+` recipes: it means us too
         resumed = dry_run_resumed(jobfile, names, request)
-        print_dry_run(jobfile, graph.order(jobfile.jobs, names), stdout, resumed)
+        order = graph.order(jobfile.jobs, names)
+        current = frozenset() if request.force else up_to_date_jobs(jobfile, order, request.state_dir)
+        print_dry_run(jobfile, order, stdout, resumed, current)
         return 0
     summary, abandoned = execute(jobfile, names, request, make)
     report(summary, request, jobfile, None if abandoned else stdout)
@@ -95,16 +99,85 @@ def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
 
 
 def print_dry_run(
-    jobfile: JobFile, names: list[str], stdout: IO[str], resumed: frozenset[str] = frozenset()
+    jobfile: JobFile,
+    names: list[str],
+    stdout: IO[str],
+    resumed: frozenset[str] = frozenset(),
+    current: frozenset[str] = frozenset(),
 ) -> None:
     for name in names:
         if name in resumed:
             stdout.write(f"{name}: (resumed)\n")
             continue
+        if name in current:
+            stdout.write(f"{name}: (up-to-date)\n")
+            continue
         job = jobfile.jobs[name]
         command = " ".join(job.run) if isinstance(job.run, tuple) else job.run
         stdout.write(f"{name}: {command}\n")
     stdout.flush()
+
+
+def tracks_files(jobfile: JobFile, names: list[str]) -> bool:
+    """Whether any of these jobs has inputs or outputs: else no up-to-date check is made."""
+    return any(jobfile.jobs[name].inputs or jobfile.jobs[name].outputs for name in names)
+
+
+def explain(jobfile: JobFile, names: list[str], state_dir: str | None = None) -> dict[str, str | None]:
+    """Why each job (needs first) would run, or None when it is up to date; reads the state
+    without recording a run."""
+    from orchestrator.hashing import Hasher
+    from orchestrator.uptodate import BuildStore, Checker, MemoryStore, StateBuildStore
+    from orchestrator.uptodate import explain as reasons
+
+    directory = state.state_directory(jobfile.directory, state_dir)
+    store: state.StateStore | None = None
+    builds: BuildStore = MemoryStore()  # no state yet: every job never ran
+    if os.path.exists(os.path.join(directory, "state.db")):
+        store = state.StateStore(directory, jobfile.path)
+        store.read()
+        builds = StateBuildStore(store)
+    try:
+        return reasons(Checker(builds, Hasher(builds), jobfile.directory), jobfile.jobs, names)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def up_to_date_jobs(jobfile: JobFile, names: list[str], state_dir: str | None) -> frozenset[str]:
+    """The jobs a run would find up to date (for -n)."""
+    if not tracks_files(jobfile, names):
+        return frozenset()
+    return frozenset(name for name, reason in explain(jobfile, names, state_dir).items() if reason is None)
+
+
+@contextmanager
+def up_to_date_guard(
+    jobfile: JobFile,
+    names: list[str],
+    request: RunRequest,
+    run_state: RunState,
+    recorder: state.StateRecorder,
+) -> Iterator[JobGuard | None]:
+    """The engine's guard: the run state's job lock, then (once it is held) the up-to-date
+    check, which hashes in a thread pool; just the lock when no job has inputs or outputs."""
+    if not tracks_files(jobfile, names):
+        yield run_state.locks
+        return
+    from orchestrator.hashing import Hasher
+    from orchestrator.uptodate import BuildStore, Checker, MemoryStore, StateBuildStore, UpToDateGuard
+
+    # Without state (a folder that cannot be written) nothing is up to date, but a missing
+    # input still fails its job.
+    builds: BuildStore = (
+        MemoryStore() if run_state.store is None else StateBuildStore(run_state.store, recorder)
+    )
+    pool = quiet_thread_pool(2)
+    try:
+        checker = Checker(builds, Hasher(builds, pool.apply), jobfile.directory, request.force)
+        yield UpToDateGuard(checker, run_state.locks)
+    finally:
+        pool.kill()
 
 
 def dry_run_resumed(jobfile: JobFile, names: list[str], request: RunRequest) -> frozenset[str]:
@@ -251,19 +324,19 @@ def _execute(
         job_file=os.path.abspath(request.file),
         schedule=request.schedule,
         expected_durations=known,
-        guard=run_state.locks,
     )
-    engine = Engine(plan, executor, listener, config)
-    if run_state.locks is not None:
-        run_state.locks.stop = engine.stop_event
-        run_state.locks.log_path = engine.log_path
-    try:
-        with stop_on_signals(engine, listener):
-            summary = engine.run()
-    finally:
-        executor.close()
-        supervisor.close()
-        listener.close()
+    with up_to_date_guard(jobfile, plan.names, request, run_state, recorder) as guard:
+        engine = Engine(plan, executor, listener, replace(config, guard=guard))
+        if run_state.locks is not None:
+            run_state.locks.stop = engine.stop_event
+            run_state.locks.log_path = engine.log_path
+        try:
+            with stop_on_signals(engine, listener):
+                summary = engine.run()
+        finally:
+            executor.close()
+            supervisor.close()
+            listener.close()
     return summary, reporter.abandoned
 
 

@@ -75,6 +75,18 @@ JOB_KEY_SCHEMAS: dict[str, Schema] = {
         "items": {**WORD, "minLength": 1},
         "description": "KEY=VALUE files relative to the job file; a missing file is skipped",
     },
+    "inputs": {
+        "type": "array",
+        "items": {**WORD, "minLength": 1},
+        "uniqueItems": True,
+        "description": "paths and globs (** recursive) relative to the job's cwd: what it reads",
+    },
+    "outputs": {
+        "type": "array",
+        "items": {**WORD, "minLength": 1},
+        "uniqueItems": True,
+        "description": "what the job makes: with outputs it is skipped while up to date",
+    },
     "cwd": {"type": "string", "minLength": 1, "description": "relative to the job file's folder"},
     "allow_failure": {"type": "boolean"},
     "tags": {"type": "array", "items": NAMES},

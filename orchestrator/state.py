@@ -95,7 +95,9 @@ _UPSERT_SUCCESS = (
     "INSERT INTO latest VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (job_file, name) DO UPDATE SET "
     "run_id = excluded.run_id, status = excluded.status, fingerprint = excluded.fingerprint, "
     "end = excluded.end, success_fingerprint = excluded.success_fingerprint, "
-    "success_end = excluded.success_end, success_detail = excluded.success_detail, "
+    "success_end = excluded.success_end, "
+    # A success that brings no detail (up to date, shared, resumed) keeps the hashes on record.
+    "success_detail = coalesce(excluded.success_detail, success_detail), "
     "durations = coalesce(excluded.durations, durations)"
 )
 
@@ -343,6 +345,25 @@ class StateStore:
         latest = self.latest.get(name)
         return latest.success if latest is not None else None
 
+    def record_now(self, name: str) -> tuple[str, SuccessRecord | None] | None:
+        """A job's latest status and last success as committed now, by any process (issue 12:
+        a need that finished in this run, a job another run just made)."""
+
+        def query(connection: sqlite3.Connection) -> Any:
+            return connection.execute(
+                "SELECT status, success_fingerprint, success_end, success_detail FROM latest "
+                "WHERE job_file = ? AND name = ?",
+                (self.job_file, name),
+            ).fetchone()
+
+        row = self.pool.apply(self._safely, (query,))
+        if row is None:
+            return None
+        success = None
+        if row[1] is not None:
+            success = SuccessRecord(row[1], json.loads(row[3] or "{}"), row[2] or 0.0)
+        return str(row[0]), success
+
     def expected_durations(self) -> dict[str, float]:
         """Seconds each job took, the median of its recent successful runs."""
         return {name: statistics.median(x.durations) for name, x in self.latest.items() if x.durations}
@@ -377,6 +398,18 @@ class StateStore:
 
         result: dict[str, str] = self.pool.apply(self._safely, (query, {}))
         return result
+
+    def all_hashes(self) -> dict[str, tuple[int, int, int, str]]:
+        """Every stored digest, path -> (size, mtime_ns, inode, digest), in one query: a run
+        looks its files up here rather than asking the thread once per file (issue 12)."""
+
+        def query(connection: sqlite3.Connection) -> Any:
+            return connection.execute(
+                "SELECT path, size, mtime_ns, inode, digest FROM file_hashes"
+            ).fetchall()
+
+        rows = self.pool.apply(self._safely, (query, []))
+        return {path: (size, mtime_ns, inode, digest) for path, size, mtime_ns, inode, digest in rows}
 
     def store_hashes(self, rows: Iterable[tuple[str, int, int, int, str]]) -> None:
         """Remember digests: rows of (path, size, mtime_ns, inode, digest); committed off the hub."""

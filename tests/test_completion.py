@@ -83,10 +83,13 @@ def test_bash_completes_subcommands_options_and_files(project):
     )
     assert seen["orchestrate "].split() == [
         "run",
+        "history",
+        "report",
         "validate",
         "list",
         "graph",
         "show",
+        "explain",
         "schema",
         "completion",
     ]
