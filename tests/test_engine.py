@@ -332,8 +332,11 @@ def test_kill_now_as_the_first_stop_is_an_interrupt_and_says_killed():
     with gevent.Timeout(5):
         summary = engine.run()
     assert statuses(summary) == {"stubborn": Status.INTERRUPTED}
-    assert summary.results[0].reason == "killed"
-    assert summary.exit_code == 130
+    killed = summary.results[0]
+    assert killed.reason == "killed" and summary.exit_code == 130
+    # Killed inside its first attempt: no attempt ended, but it ran, in slot 0, once ready.
+    assert (killed.attempts, killed.tries, killed.slot) == (0, [], 0)
+    assert killed.ready is not None and killed.ready <= killed.start <= killed.end
 
 
 def test_an_executor_that_raises_fails_its_job_with_the_error_as_the_reason():
