@@ -333,8 +333,11 @@ def test_kill_now_as_the_first_stop_is_an_interrupt_and_says_killed():
     with gevent.Timeout(5):
         summary = engine.run()
     assert statuses(summary) == {"stubborn": Status.INTERRUPTED}
-    assert summary.results[0].reason == "killed"
-    assert summary.exit_code == 130
+    killed = summary.results[0]
+    assert killed.reason == "killed" and summary.exit_code == 130
+    # Killed inside its first attempt: no attempt ended, but it ran, in slot 0, once ready.
+    assert (killed.attempts, killed.tries, killed.slot) == (0, [], 0)
+    assert killed.ready is not None and killed.ready <= killed.start <= killed.end
 
 
 def test_an_executor_that_raises_fails_its_job_with_the_error_as_the_reason():
@@ -359,3 +362,52 @@ def test_unstarted_jobs_say_why_and_when_they_became_ready():
     assert results["queued"].reason == "" and results["queued"].ready is not None
     assert results["after"].reason == "needs bad (failed)" and results["after"].ready is None
     assert results["queued"].log_path is None and results["after"].log_path is None
+
+
+def test_a_result_carries_what_each_attempt_ended_with():
+    class Recording(TimingOut):
+        def run_attempt(self, job, attempt, env, log_path, stop, on_output):
+            self.envs = [*getattr(self, "envs", []), env]
+            if attempt == 1:
+                return ProcessResult(exit_code=3, tail=b"first\n")
+            gevent.sleep(0.01)
+            return ProcessResult(signal=signal.SIGTERM, timed_out=True, tail=b"caf\xc3\xa9 \xff\n")
+
+    executor = Recording({})
+    jobs = jobs_of(job("flaky", retries=1, timeout=2.0, allow_failure=True))
+    summary = make_engine(jobs, executor, jobs_limit=1).run()
+    result = summary.results[0]
+    assert (result.status, result.exit_code, result.signal) == (Status.ALLOWED, None, signal.SIGTERM)
+    assert (result.tail, result.reason, result.timed_out) == ("café \ufffd\n", "timed out after 2s", True)
+    assert result.attempts == 2 and result.start <= result.end and result.slot == 0
+    assert [(t.number, t.exit_code, t.signal, t.timed_out, t.slot) for t in result.tries] == [
+        (1, 3, None, False, 0),
+        (2, None, signal.SIGTERM, True, 0),
+    ]
+    assert [
+        (e["ORCHESTRATE_JOB"], e["ORCHESTRATE_ATTEMPT"], e["ORCHESTRATE_RUN_ID"]) for e in executor.envs
+    ] == [
+        ("flaky", "1", "test"),
+        ("flaky", "2", "test"),
+    ]
+
+
+class Streaming(RunListener):
+    wants_output = True
+
+    def __init__(self):
+        self.output: list[tuple[str, bytes]] = []
+
+    def job_output(self, name: str, data: bytes) -> None:
+        self.output.append((name, data))
+
+
+def test_output_reaches_a_listener_that_wants_it():
+    class Talking(FakeExecutor):
+        def run_attempt(self, job, attempt, env, log_path, stop, on_output):
+            on_output(b"hello\n")
+            return ProcessResult(exit_code=0)
+
+    listener = Streaming()
+    summary = make_engine(jobs_of(job("talker")), Talking(), listener=listener).run()
+    assert summary.exit_code == 0 and listener.output == [("talker", b"hello\n")]
