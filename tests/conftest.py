@@ -4,6 +4,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 
 import pytest
 from golden import UPDATE_OPTION, GoldenFiles
@@ -57,6 +58,30 @@ def run_cli(*args, cwd=None, env=None, timeout=120, **kwargs) -> subprocess.Comp
         timeout=timeout,
         **kwargs,
     )
+
+
+def start_cli(*args, text=True, **kwargs) -> subprocess.Popen:
+    """The real command line started in the background, its stdout and stderr piped: a test
+    that does not read them plays a reader that stopped reading."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=text,
+        env=env,
+        **kwargs,
+    )
+
+
+def wait_for(predicate, seconds=20.0) -> bool:
+    """Poll `predicate` until it holds (True) or `seconds` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.fixture

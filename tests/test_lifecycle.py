@@ -5,14 +5,12 @@ import json
 import os
 import pathlib
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 
 import gevent
 import pytest
-from conftest import alive, child, run_cli
+from conftest import alive, child, run_cli, start_cli, wait_for
 from fakes import FakeExecutor, jobs_of, make_engine
 
 from orchestrator.executors.processes import Done, KillAttempt, dispatch
@@ -159,25 +157,6 @@ def test_no_mutable_module_level_state_in_the_package():
 # -- a reader that never reads, and the run is stopped --
 
 
-def start_cli(*args):
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", *map(str, args)],
-        stdout=subprocess.PIPE,  # never read by this test until the end
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-
-
-def wait_for(predicate, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stopped_run_ends_even_when_nobody_reads_its_stdout(tmp_path, write_jobs, signum, code):
     pidfile = tmp_path / "sleeper.pid"
@@ -185,7 +164,7 @@ def test_a_stopped_run_ends_even_when_nobody_reads_its_stdout(tmp_path, write_jo
   chatty: {{run: {json.dumps(child("bytes", 400_000))}}}
   sleeper: {{run: {json.dumps(child("pidfile", pidfile, "sleep", 120))}}}
 """)
-    process = start_cli("run", jobs, "-k", "--kill-grace", "1s")
+    process = start_cli("run", jobs, "-k", "--kill-grace", "1s", text=False)
     try:
         assert wait_for(pidfile.exists)
         sleeper = int(pidfile.read_text())
@@ -205,7 +184,7 @@ def test_a_stopped_run_ends_even_when_nobody_reads_its_stdout(tmp_path, write_jo
 
 def test_an_undrained_reader_still_gets_everything_when_the_run_was_not_stopped(tmp_path, write_jobs):
     jobs = write_jobs(f"jobs:\n  chatty: {{run: {json.dumps(child('bytes', 400_000))}}}\n")
-    process = start_cli("run", jobs)
+    process = start_cli("run", jobs, text=False)
     time.sleep(1.5)  # longer than the reporter's patience after a stop: here it must wait
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0

@@ -9,25 +9,9 @@ import sys
 import time
 
 import pytest
-from conftest import alive, child, parents
+from conftest import alive, child, parents, start_cli, wait_for
 
 ORCH = [sys.executable, "-m", "orchestrator"]
-
-
-def start_cli(*args, **kwargs) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    return subprocess.Popen(
-        [*ORCH, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs
-    )
-
-
-def wait_for(predicate, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def statuses(report_path) -> dict:

@@ -5,29 +5,11 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
-import time
 
-from conftest import child, run_cli
+from conftest import child, run_cli, start_cli, wait_for
 
 ORCH = [sys.executable, "-m", "orchestrator"]
-
-
-def start_cli(*args, **kwargs) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    return subprocess.Popen(
-        [*ORCH, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs
-    )
-
-
-def wait_for(predicate, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def statuses(report_path) -> dict:
