@@ -28,7 +28,7 @@ run: $(STAMP) ## create .venv if needed, then run the demo (jobs/demo.yaml)
 	@$(BIN)/orchestrate run -f jobs/demo.yaml
 
 # Branch coverage of the package, measured in the test process; the floor is the level the
-# suite reached (71.15-71.19% in three runs) less the point that timing-dependent branches
+# suite reached (71.15% and 71.19% in two runs) less the point that timing-dependent branches
 # move it by, so coverage cannot fall silently and a noisy run does not fail. Raise it when
 # you add tests.
 COVERAGE_FLOOR := 70
