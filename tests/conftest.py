@@ -13,6 +13,12 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 CHILD = os.path.join(TESTS, "child.py")
 
 
+# What the machine running the tests may set and the tests must not inherit: a make around
+# `make test` (its jobserver), and CI's own variables (CI=true turns on progress lines,
+# GITHUB_ACTIONS log groups). A test that wants one sets it itself.
+OUTSIDE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CI", "GITHUB_ACTIONS")
+
+
 def alive(pid: int) -> bool:
     """Running, not a zombie and not gone."""
     try:
@@ -46,9 +52,8 @@ def child_argv(*actions) -> list[str]:
 
 def run_cli(*args, cwd=None, env=None, timeout=120, **kwargs) -> subprocess.CompletedProcess:
     """The real command line in a fresh interpreter, as a user runs it."""
-    full_env = dict(os.environ, **(env or {}))
-    full_env.pop("MAKEFLAGS", None)
-    full_env.pop("MFLAGS", None)
+    full_env = {k: v for k, v in os.environ.items() if k not in OUTSIDE_VARIABLES}
+    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *map(str, args)],
         cwd=cwd,
@@ -63,7 +68,7 @@ def run_cli(*args, cwd=None, env=None, timeout=120, **kwargs) -> subprocess.Comp
 def start_cli(*args, text=True, **kwargs) -> subprocess.Popen:
     """The real command line started in the background, its stdout and stderr piped: a test
     that does not read them plays a reader that stopped reading."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env = {k: v for k, v in os.environ.items() if k not in OUTSIDE_VARIABLES}
     return subprocess.Popen(
         [sys.executable, "-m", "orchestrator", *map(str, args)],
         stdout=subprocess.PIPE,
