@@ -174,6 +174,19 @@ class StateStore:
 
     # -- the thread's side --
     def _connect(self) -> sqlite3.Connection:
+        """Open and set up the database; while another run is setting up the same new
+        database, wait for it (here, in the state's thread): switching a new database to WAL
+        takes a lock that SQLite's busy timeout does not wait for."""
+        deadline = time.monotonic() + BUSY_MILLISECONDS / 1000
+        while True:
+            try:
+                return self._connect_once()
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _connect_once(self) -> sqlite3.Connection:
         os.makedirs(self.directory, exist_ok=True)
         connection = sqlite3.connect(
             self.path, timeout=BUSY_MILLISECONDS / 1000, isolation_level=None, check_same_thread=False

@@ -9,7 +9,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import CHILD, child, run_cli
+from conftest import CHILD, OUTSIDE_VARIABLES, child, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(REPO, "jobs", "make-example")
@@ -19,10 +19,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU 
 
 
 def clean_env(**extra) -> dict:
-    """The test process may itself run under `make test`: nothing of that make may leak in."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
-    }
+    """The test process may itself run under `make test` (and in CI): nothing of that make,
+    nor CI's own variables, may leak in."""
+    env = {k: v for k, v in os.environ.items() if k not in (*OUTSIDE_VARIABLES, "MAKEOVERRIDES")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
     env.update(extra)
     return env

@@ -3,6 +3,7 @@ report; all through the real CLI."""
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import sys
@@ -219,3 +220,18 @@ def test_expected_durations_come_from_recent_successes(tmp_path, write_jobs):
     durations = store.expected_durations()
     assert set(durations) == {"nap"} and 0.3 <= durations["nap"] < 5
     store.close()
+
+
+def test_two_runs_creating_the_state_at_once_both_keep_it(tmp_path, write_jobs):
+    # Switching a new database to WAL takes a lock SQLite's busy timeout does not wait for:
+    # without waiting for it, one run in three went on without run state here.
+    jobs = write_jobs("jobs:\n  a: {run: 'true', tags: [x]}\n  b: {run: 'true', tags: [y]}\n")
+    for _ in range(10):
+        shutil.rmtree(tmp_path / ".orchestrate", ignore_errors=True)
+        first = start_cli("run", "-f", jobs, "--tag", "x", "-o", "none", "--report", "none")
+        second = start_cli("run", "-f", jobs, "--tag", "y", "-o", "none", "--report", "none")
+        outputs = [process.communicate(timeout=60) for process in (first, second)]
+        assert [process.returncode for process in (first, second)] == [0, 0]
+        assert [err for _, err in outputs] == ["", ""]
+    history = run_cli("history", "-f", jobs)
+    assert history.returncode == 0 and history.stdout.count("\n") >= 4, history.stdout
