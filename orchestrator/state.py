@@ -42,18 +42,12 @@ _FINGERPRINT_FORMAT = "%08x" * len(
 
 
 def fingerprint(job: Job) -> str:
-    """A crc32 per field that decides what a job does, in FINGERPRINT_FIELDS order, so a
-    change can be named. (crc32, not a cryptographic hash: it only has to notice edits, and
-    100,000 jobs must cost little at the start of every run.) Issue 12 extends this."""
+    """A crc32 per field that decides what a job does, in FINGERPRINT_FIELDS order. (crc32,
+    not a cryptographic hash: it only has to notice edits, and 100,000 jobs must cost little
+    at the start of every run.)"""
     return _FINGERPRINT_FORMAT % tuple(
         [zlib.crc32(repr(value).encode()) for value in _fingerprint_fields(job)]
     )
-
-
-def changed_fields(old: str, new: str) -> list[str]:
-    return [
-        name for i, name in enumerate(FINGERPRINT_FIELDS) if old[8 * i : 8 * i + 8] != new[8 * i : 8 * i + 8]
-    ]
 
 
 def state_directory(job_file_directory: str, override: str | None = None) -> str:
@@ -352,11 +346,6 @@ class StateStore:
 
         row = self.pool.apply(self._safely, (query,))
         return None if row is None else (row[0], row[1], row[2])
-
-    def last_success(self, name: str) -> SuccessRecord | None:
-        """The job's last success before this run (fingerprint, detail, end), or None."""
-        latest = self.latest.get(name)
-        return latest.success if latest is not None else None
 
     def record_now(self, name: str) -> tuple[str, SuccessRecord | None] | None:
         """A job's latest status and last success as committed now, by any process (issue 12:
