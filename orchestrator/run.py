@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Any
 
@@ -311,22 +311,23 @@ def _execute(
 
     recorder = run_state.recorder(run_id, plan.names)
     reporter, listener = build_listeners(jobfile, names, request, make, recorder, forecast if known else None)
-    config = EngineConfig(
-        run_id=run_id,
-        jobs=slots.pool_size,
-        policy=request.policy,
-        timeout=request.timeout,
-        capacities=jobfile.resources,
-        base_env=base_env,
-        slots=slots.gate,
-        logs=LogStore(run_state.log_dir) if run_state.log_dir is not None else None,
-        resumed=resumed,
-        job_file=os.path.abspath(request.file),
-        schedule=request.schedule,
-        expected_durations=known,
-    )
     with up_to_date_guard(jobfile, plan.names, request, run_state, recorder) as guard:
-        engine = Engine(plan, executor, listener, replace(config, guard=guard))
+        config = EngineConfig(
+            run_id=run_id,
+            jobs=slots.pool_size,
+            policy=request.policy,
+            timeout=request.timeout,
+            capacities=jobfile.resources,
+            base_env=base_env,
+            slots=slots.gate,
+            logs=LogStore(run_state.log_dir) if run_state.log_dir is not None else None,
+            resumed=resumed,
+            job_file=os.path.abspath(request.file),
+            schedule=request.schedule,
+            expected_durations=known,
+            guard=guard,
+        )
+        engine = Engine(plan, executor, listener, config)
         if run_state.locks is not None:
             run_state.locks.stop = engine.stop_event
             run_state.locks.log_path = engine.log_path
