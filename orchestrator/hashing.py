@@ -9,7 +9,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 T = TypeVar("T")
 GLOB_CHARACTERS = frozenset("*?[")
@@ -33,9 +33,8 @@ class HashCache(Protocol):
     def store_hashes(self, rows: Iterable[tuple[str, int, int, int, str]]) -> None: ...
 
 
-@dataclass(frozen=True)
-class Found:
-    """A file a pattern named, as stat saw it."""
+class Found(NamedTuple):
+    """A file a pattern named, as stat saw it (a tuple: a no-op run makes one per file)."""
 
     path: str  # absolute
     size: int

@@ -23,47 +23,15 @@ import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 
+from orchestrator.makeflags import AUTH_OPTIONS, MakeFlags
+
 TOKEN = b"+"
 MAX_TOKENS = 4096  # a pipe holds 64 KiB; more tokens than this would block the filling write
 NOT_RECURSIVE = "make did not mark the rule recursive: use `+` or `$(MAKE)` in the recipe"
-_AUTH_OPTIONS = ("--jobserver-auth=", "--jobserver-fds=")
 
 
 class JobserverUnavailable(Exception):
     """MAKEFLAGS names a jobserver that cannot be used; the message says why."""
-
-
-@dataclass(frozen=True)
-class MakeFlags:
-    """What orchestrate needs from MAKEFLAGS."""
-
-    text: str = ""
-    dry_run: bool = False
-    auth: str | None = None  # the last --jobserver-auth= (or --jobserver-fds=) value
-
-    @property
-    def in_parallel_make(self) -> bool:
-        """Make may run other recipes beside us, sharing the terminal."""
-        return self.auth is not None
-
-
-def parse_makeflags(text: str | None) -> MakeFlags:
-    """Read MAKEFLAGS: single-letter flags come first (no dash), unless it starts with a space."""
-    text = text or ""
-    options = _options(text)
-    letters = options[0] if options and not text[:1].isspace() and not options[0].startswith("-") else ""
-    auth = None
-    for word in options:
-        for option in _AUTH_OPTIONS:
-            if word.startswith(option):
-                auth = word[len(option) :]
-    return MakeFlags(text=text, dry_run="n" in letters, auth=auth)
-
-
-def _options(text: str) -> list[str]:
-    """The words before ` -- ` (after it come variable overrides, which may contain anything)."""
-    words = text.split()
-    return words[: words.index("--")] if "--" in words else words
 
 
 class TokenGate:
@@ -270,9 +238,7 @@ def _replace_jobs_options(text: str, ours: list[str]) -> str:
     options, overrides = words[:split], words[split:]
     letters = options.pop(0) if options and not text[:1].isspace() and not options[0].startswith("-") else ""
     kept = [
-        w
-        for w in options
-        if not (w.startswith("-j") or w.startswith("--jobs") or w.startswith(_AUTH_OPTIONS))
+        w for w in options if not (w.startswith("-j") or w.startswith("--jobs") or w.startswith(AUTH_OPTIONS))
     ]
     return " ".join([letters, *kept, *ours, *overrides])  # empty letters: the leading space make expects
 
@@ -363,7 +329,7 @@ def _pipe_auth(makeflags: str | None, descriptors: str | None) -> str:
     """`makeflags` with its pipe-form jobserver options naming `descriptors`, or without them."""
     words = []
     for word in (makeflags or "").split(" "):
-        if word.startswith(_AUTH_OPTIONS) and not word.partition("=")[2].startswith("fifo:"):
+        if word.startswith(AUTH_OPTIONS) and not word.partition("=")[2].startswith("fifo:"):
             if descriptors is None:
                 continue
             word = f"{word.partition('=')[0]}={descriptors}"

@@ -9,23 +9,22 @@ import json
 import operator
 import os
 import sqlite3
-import statistics
 import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import gevent
-from gevent.event import Event
-
-from orchestrator.listeners import RunListener
 from orchestrator.logs import safe_file_name
 from orchestrator.model import Job
 from orchestrator.results import Attempt, JobResult, RunSummary, Status, StopReason
-from orchestrator.threads import quiet_thread_pool
 
+if TYPE_CHECKING:  # the store and the locks work without gevent too (a run with nothing to do)
+    from gevent.event import Event
+    from gevent.threadpool import ThreadPool
+
+T = TypeVar("T")
 SCHEMA_VERSION = 1  # PRAGMA user_version: a later issue migrates from here
 KEEP_RUNS = 50  # runs kept per job file
 RECENT_DURATIONS = 5  # successful seconds kept per job, for the scheduler
@@ -52,6 +51,11 @@ def fingerprint(job: Job) -> str:
 
 def state_directory(job_file_directory: str, override: str | None = None) -> str:
     return os.path.abspath(override or os.path.join(job_file_directory, ".orchestrate"))
+
+
+def lock_path(state_dir: str, job_file: str) -> str:
+    """`locks/FILE.lock`: the job locks of one job file (see JobLocks)."""
+    return os.path.join(state_dir, "locks", safe_file_name(os.path.basename(job_file)) + ".lock")
 
 
 def log_directory(state_dir: str, job_file: str) -> str:
@@ -151,20 +155,34 @@ class StateStore:
     Bad state never stops a run: a database that cannot be read is moved aside (one warning)
     and this run starts afresh, replaying its own results so far; one that is locked too long
     or a folder that cannot be written means one warning and no state for the rest of the
-    run. Methods are called from greenlets of the hub's thread.
+    run. Methods are called from greenlets of the hub's thread; `threaded=False` does the work
+    right in the caller, for a run that never starts the hub.
     """
 
-    def __init__(self, directory: str, job_file: str, warn: Callable[[str], None] = _warn) -> None:
+    def __init__(
+        self, directory: str, job_file: str, warn: Callable[[str], None] = _warn, threaded: bool = True
+    ) -> None:
         self.directory = directory
         self.path = os.path.join(directory, "state.db")
         self.job_file = os.path.abspath(job_file)
         self.warn = warn
         self.connection: sqlite3.Connection | None = None
-        self.pool = quiet_thread_pool(1)
+        self.pool: ThreadPool | None = None
+        if threaded:
+            from orchestrator.threads import quiet_thread_pool
+
+            self.pool = quiet_thread_pool(1)
         self.broken = False  # warned once; from now on no state
         self.run_row: tuple[Any, ...] | None = None
         self.written: list[tuple[str, list[tuple[Any, ...]]]] = []  # this run's statements, for a replay
         self.latest: dict[str, Latest] = {}
+
+    def _call(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` in the store's thread (the hub waits cooperatively), or right here."""
+        if self.pool is None:
+            return work(*args)
+        result: T = self.pool.apply(work, args)
+        return result
 
     # -- the thread's side --
     def _connect(self) -> sqlite3.Connection:
@@ -273,16 +291,23 @@ class StateStore:
             connection.execute("BEGIN IMMEDIATE")
             if self.run_row is not None:
                 connection.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)", self.run_row)
-            cutoff = connection.execute(
-                "SELECT start FROM runs WHERE job_file = ? ORDER BY start DESC LIMIT 1 OFFSET ?",
-                (self.job_file, KEEP_RUNS - 1),
-            ).fetchone()
-            if cutoff is not None:
-                old = "SELECT id FROM runs WHERE job_file = ? AND start < ?"
-                connection.execute(f"DELETE FROM results WHERE run_id IN ({old})", (self.job_file, cutoff[0]))
-                connection.execute(
-                    "DELETE FROM runs WHERE job_file = ? AND start < ?", (self.job_file, cutoff[0])
-                )
+            self._prune(connection)
+        return self._read_latest(connection)
+
+    def _prune(self, connection: sqlite3.Connection) -> None:
+        """Keep the last KEEP_RUNS runs of this file (in the caller's transaction)."""
+        cutoff = connection.execute(
+            "SELECT start FROM runs WHERE job_file = ? ORDER BY start DESC LIMIT 1 OFFSET ?",
+            (self.job_file, KEEP_RUNS - 1),
+        ).fetchone()
+        if cutoff is not None:
+            old = "SELECT id FROM runs WHERE job_file = ? AND start < ?"
+            connection.execute(f"DELETE FROM results WHERE run_id IN ({old})", (self.job_file, cutoff[0]))
+            connection.execute(
+                "DELETE FROM runs WHERE job_file = ? AND start < ?", (self.job_file, cutoff[0])
+            )
+
+    def _read_latest(self, connection: sqlite3.Connection) -> dict[str, Latest]:
         rows = connection.execute(
             "SELECT name, status, fingerprint, success_fingerprint, success_end, success_detail, durations "
             "FROM latest WHERE job_file = ?",
@@ -311,13 +336,14 @@ class StateStore:
         """Record the run, prune old runs, and read what is on record about this file's jobs."""
         self.run_row = (run_id, self.job_file, _encode_json(list(selection)), _encode_json(arguments), start)
         self.run_row += (None, None, None)
-        self.latest = self.pool.apply(self._safely, (self._begin, {}))
+        self.latest = self._call(self._safely, self._begin, {})
 
     def read(self) -> dict[str, Latest]:
-        """What is on record about this file's jobs, without recording a run (`--resume -n`)."""
+        """What is on record about this file's jobs, read without writing (`-n`, explain, and
+        a run that may have nothing to do)."""
         if not os.path.exists(self.path):
             return {}
-        self.latest = self.pool.apply(self._safely, (self._begin, {}))
+        self.latest = self._call(self._safely, self._read_latest, {})
         return self.latest
 
     def write(
@@ -333,7 +359,7 @@ class StateStore:
                 if then is not None:
                     then()
 
-        self.pool.apply(work)
+        self._call(work)
 
     def latest_now(self, name: str) -> tuple[str, str | None, float | None] | None:
         """A job's latest result as committed now (by any process): status, fingerprint, end."""
@@ -344,7 +370,7 @@ class StateStore:
                 (self.job_file, name),
             ).fetchone()
 
-        row = self.pool.apply(self._safely, (query,))
+        row = self._call(self._safely, query)
         return None if row is None else (row[0], row[1], row[2])
 
     def record_now(self, name: str) -> tuple[str, SuccessRecord | None] | None:
@@ -358,7 +384,7 @@ class StateStore:
                 (self.job_file, name),
             ).fetchone()
 
-        row = self.pool.apply(self._safely, (query,))
+        row = self._call(self._safely, query)
         if row is None:
             return None
         success = None
@@ -368,38 +394,9 @@ class StateStore:
 
     def expected_durations(self) -> dict[str, float]:
         """Seconds each job took, the median of its recent successful runs."""
+        import statistics  # only the scheduler asks: a run with nothing to do never does
+
         return {name: statistics.median(x.durations) for name, x in self.latest.items() if x.durations}
-
-    def cached_hash(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
-        """The digest stored for this file if its size, mtime and inode are unchanged."""
-
-        def query(connection: sqlite3.Connection) -> Any:
-            return connection.execute(
-                "SELECT digest FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?",
-                (path, size, mtime_ns, inode),
-            ).fetchone()
-
-        row = self.pool.apply(self._safely, (query,))
-        return None if row is None else str(row[0])
-
-    def cached_hashes(self, files: Iterable[tuple[str, int, int, int]]) -> dict[str, str]:
-        """`cached_hash` for many files at once (path, size, mtime_ns, inode): one trip to
-        the store's thread; only the unchanged files are in the answer."""
-        wanted = list(files)
-
-        def query(connection: sqlite3.Connection) -> dict[str, str]:
-            found = {}
-            statement = (
-                "SELECT digest FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?"
-            )
-            for key in wanted:
-                row = connection.execute(statement, key).fetchone()
-                if row is not None:
-                    found[key[0]] = str(row[0])
-            return found
-
-        result: dict[str, str] = self.pool.apply(self._safely, (query, {}))
-        return result
 
     def all_hashes(self) -> dict[str, tuple[int, int, int, str]]:
         """Every stored digest, path -> (size, mtime_ns, inode, digest), in one query: a run
@@ -410,7 +407,7 @@ class StateStore:
                 "SELECT path, size, mtime_ns, inode, digest FROM file_hashes"
             ).fetchall()
 
-        rows = self.pool.apply(self._safely, (query, []))
+        rows = self._call(self._safely, query, [])
         return {path: (size, mtime_ns, inode, digest) for path, size, mtime_ns, inode, digest in rows}
 
     def store_hashes(self, rows: Iterable[tuple[str, int, int, int, str]]) -> None:
@@ -432,10 +429,40 @@ class StateStore:
             ]
         )
 
+    def record_finished_run(
+        self,
+        summary: RunSummary,
+        selection: Iterable[str],
+        arguments: list[str],
+        statements: Statements,
+        hashes: Iterable[tuple[str, int, int, int, str]] = (),
+    ) -> None:
+        """Record a whole run at once, with its results' statements and new file hashes (a
+        run with nothing to do, decided before any engine started)."""
+        stop = summary.stop_reason.value if summary.stop_reason else None
+        start = summary.started or time.time()
+        run = (
+            *(summary.run_id, self.job_file, _encode_json(list(selection)), _encode_json(arguments), start),
+            *(start + summary.elapsed, stop, summary.exit_code),
+        )
+        hashed = ("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)", [tuple(row) for row in hashes])
+        statements = [("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)", [run]), *statements, hashed]
+
+        def commit(connection: sqlite3.Connection) -> None:
+            with connection:
+                connection.execute("BEGIN IMMEDIATE")
+                for statement, rows in statements:
+                    connection.executemany(statement, rows)
+                self._prune(connection)
+
+        self.written.extend(statements)
+        self._call(self._safely, commit)
+
     def close(self) -> None:
         """Wait for every commit, then close the connection and the thread."""
-        self.pool.apply(self._close_connection)
-        self.pool.kill()
+        self._call(self._close_connection)
+        if self.pool is not None:
+            self.pool.kill()
 
     # -- reading past runs (history, report) --
     def runs(self, limit: int = 20) -> list[RunRecord]:
@@ -467,7 +494,7 @@ class StateStore:
 
         if not os.path.exists(self.path):
             return []
-        result: list[RunRecord] = self.pool.apply(self._safely, (query, []))
+        result: list[RunRecord] = self._call(self._safely, query, [])
         return result
 
     def summary(self, run_id: str | None) -> tuple[RunRecord, RunSummary] | None:
@@ -483,7 +510,7 @@ class StateStore:
                 "SELECT * FROM results WHERE run_id = ? ORDER BY position", (record.run_id,)
             ).fetchall()
 
-        rows = self.pool.apply(self._safely, (query, []))
+        rows = self._call(self._safely, query, [])
         summary = RunSummary([_result_from_row(row) for row in rows])
         summary.run_id, summary.started = record.run_id, record.start
         summary.stop_reason = StopReason(record.stop_reason) if record.stop_reason else None
@@ -603,9 +630,9 @@ class JobLocks:
     def offset(name: str) -> int:
         return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=7).digest(), "big")
 
-    def _try(self, offset: int) -> bool:
+    def _try(self, offset: int, length: int = 1) -> bool:
         try:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, length, offset)
             return True
         except OSError as error:
             if error.errno in (errno.EAGAIN, errno.EACCES):
@@ -622,6 +649,8 @@ class JobLocks:
             if self.stop is not None and self.stop.wait(delay):
                 return JobResult(job.name, Status.CANCELLED, reason="stopped while another run held it")
             if self.stop is None:
+                import gevent  # only a run in the engine waits for another run's lock
+
                 gevent.sleep(delay)
             delay = min(delay * 2, 0.2)
         self.held[job.name] = offset
@@ -640,6 +669,12 @@ class JobLocks:
                 )
         return None
 
+    def try_all(self) -> bool:
+        """Take the whole lock file at once, without waiting: False if another run holds
+        any job of this file. Held until `close`; another run wanting a job meanwhile waits,
+        as for any job lock (one fcntl: a lock per job cost a no-op run of 1,000 jobs 6 ms)."""
+        return self._try(0, 0)  # length 0: from offset 0 to the end, however far it grows
+
     def after(self, job: Job, result: JobResult | None) -> None:
         """Nothing yet: the lock goes once the job's result is committed."""
 
@@ -653,114 +688,40 @@ class JobLocks:
         os.close(self.fd)  # drops every lock still held
 
 
-class StateRecorder(RunListener):
-    """The listener that records each job's result as it ends: the results of one turn of
-    the hub go out in one transaction, committed in the store's thread; a job's lock is
-    released after its row is committed. `set_detail` attaches a JSON-able dict to a job's
-    next record (issue 12: input and output hashes)."""
+Statements = list[tuple[str, list[tuple[Any, ...]]]]
 
-    def __init__(
-        self,
-        store: StateStore | None,
-        run_id: str,
-        names: list[str],
-        fingerprints: Mapping[str, str],
-        locks: JobLocks | None,
-    ) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.job_file = store.job_file if store is not None else ""
-        self.position = {name: i for i, name in enumerate(names)}
-        self.fingerprints = fingerprints
-        self.locks = locks
-        self.pending: list[JobResult] = []
-        self.details: dict[str, dict[str, Any]] = {}
-        self.durations = {name: list(x.durations) for name, x in store.latest.items()} if store else {}
-        self.queue: list[tuple[list[tuple[str, list[tuple[Any, ...]]]], list[str]]] = []
-        self.writer: gevent.Greenlet[..., None] | None = None
-        self.closing = Event()
 
-    def set_detail(self, name: str, detail: dict[str, Any]) -> None:
-        self.details[name] = detail
-
-    def job_finished(self, result: JobResult) -> None:
-        if not self.pending:
-            gevent.get_hub().loop.run_callback(self._flush)
-        self.pending.append(result)
-
-    def _flush(self) -> None:
-        results, self.pending = self.pending, []
-        if not results:
-            return
-        names = [result.name for result in results]
-        if self.store is None or self.store.broken:
-            if self.locks is not None:
-                self.locks.release(names)
-            return
-        inserted, ran, succeeded = [], [], []
-        for result in results:
-            name = result.name
-            fp = self.fingerprints.get(name)
-            detail = self.details.pop(name, None)
-            inserted.append(
-                result_row(self.run_id, self.job_file, self.position.get(name, -1), result, fp, detail)
-            )
-            status = result.status.value
-            if status in NEVER_RAN:
-                continue
-            end = result.end or time.time()
-            if status not in SUCCESS:
-                ran.append((self.job_file, name, self.run_id, status, fp, end))
-                continue
-            durations = None
-            if result.status is Status.OK and result.duration is not None:
-                recent = self.durations.setdefault(name, [])
-                recent.append(round(result.duration, 4))
-                del recent[:-RECENT_DURATIONS]
-                durations = _encode_json(recent)
-            success_detail = None if detail is None else _encode_json(detail)
-            succeeded.append(
-                (self.job_file, name, self.run_id, status, fp, end, fp, end, success_detail, durations)
-            )
-        statements = [(_INSERT_RESULT, inserted), (_UPSERT_RAN, ran), (_UPSERT_SUCCESS, succeeded)]
-        self.queue.append((statements, names))
-        if self.writer is None:
-            self.writer = gevent.spawn(self._drain)
-
-    COMMIT_GAP = 0.02  # seconds between commits while results keep coming
-
-    def _drain(self) -> None:
-        """Commit what is queued, all of it in one transaction, until nothing is left; then
-        release those jobs' locks (here in the hub: an unlock in the store's thread fought
-        the hub for the GIL). The first result after a pause is committed at once; while
-        results keep coming, commits are COMMIT_GAP apart, so the store's thread wakes
-        seldom and takes little from the hub."""
-        assert self.store is not None
-        while self.queue:
-            batches, self.queue = self.queue, []
-            merged: dict[str, list[tuple[Any, ...]]] = {}
-            for batch, _ in batches:
-                for statement, rows in batch:
-                    merged.setdefault(statement, []).extend(rows)
-            statements = [(statement, rows) for statement, rows in merged.items() if rows]
-            self.store.write(statements)
-            if self.locks is not None:
-                self.locks.release([name for _, names in batches for name in names])
-            if self.closing.wait(self.COMMIT_GAP):
-                continue
-        self.writer = None
-
-    def run_ended(self, summary: RunSummary) -> None:
-        self._flush()
-        if self.store is not None:
-            self.store.end(summary)
-
-    def close(self) -> None:
-        self._flush()
-        self.closing.set()
-        if self.writer is not None:
-            self.writer.join()
-        if self.store is not None:
-            self.store.close()
-        if self.locks is not None:
-            self.locks.close()
+def result_statements(
+    job_file: str,
+    run_id: str,
+    positions: Mapping[str, int],
+    fingerprints: Mapping[str, str],
+    results: Iterable[JobResult],
+    details: dict[str, dict[str, Any]],
+    durations: dict[str, list[float]],
+) -> Statements:
+    """What records these results: a row per result, and each job's latest state. A job's
+    `details` entry (issue 12's hashes) is taken with its success; a success's duration joins
+    `durations`, the job's recent ones, kept for the scheduler."""
+    inserted, ran, succeeded = [], [], []
+    for result in results:
+        name = result.name
+        fp = fingerprints.get(name)
+        detail = details.pop(name, None)
+        inserted.append(result_row(run_id, job_file, positions.get(name, -1), result, fp, detail))
+        status = result.status.value
+        if status in NEVER_RAN:
+            continue
+        end = result.end or time.time()
+        if status not in SUCCESS:
+            ran.append((job_file, name, run_id, status, fp, end))
+            continue
+        recent_durations = None
+        if result.status is Status.OK and result.duration is not None:
+            recent = durations.setdefault(name, [])
+            recent.append(round(result.duration, 4))
+            del recent[:-RECENT_DURATIONS]
+            recent_durations = _encode_json(recent)
+        success_detail = None if detail is None else _encode_json(detail)
+        succeeded.append((job_file, name, run_id, status, fp, end, fp, end, success_detail, recent_durations))
+    return [(_INSERT_RESULT, inserted), (_UPSERT_RAN, ran), (_UPSERT_SUCCESS, succeeded)]

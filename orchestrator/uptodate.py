@@ -15,7 +15,8 @@ from orchestrator.results import JobResult, Status
 
 if TYPE_CHECKING:  # state imports gevent; the decision logic does not need it
     from orchestrator.engine import JobGuard
-    from orchestrator.state import StateRecorder, StateStore
+    from orchestrator.recorder import StateRecorder
+    from orchestrator.state import StateStore
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class StateBuildStore:
         self.recorder = recorder
         self.made: dict[str, Record] = {}  # successes of this run, before their commit
         self.hashes = store.all_hashes()
+        self.new_hashes: list[tuple[str, int, int, int, str]] = []  # what this store hashed
 
     def cached_hash(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
         known = self.hashes.get(path)
@@ -89,7 +91,8 @@ class StateBuildStore:
         rows = list(rows)
         for path, size, mtime_ns, inode, digest in rows:
             self.hashes[path] = (size, mtime_ns, inode, digest)
-        if self.recorder is not None:  # explain and -n only read
+        self.new_hashes += rows
+        if self.recorder is not None:  # explain and -n only read; a run with nothing to do writes them last
             self.store.store_hashes(rows)
 
     def last_record(self, name: str, fresh: bool = False) -> Record | None:

@@ -2,8 +2,9 @@
 
 import signal
 
+from orchestrator.recorder import StateRecorder
 from orchestrator.results import JobResult, Status
-from orchestrator.state import StateRecorder, StateStore
+from orchestrator.state import StateStore
 
 
 def test_the_state_thread_leaves_sigchld_to_the_hub(tmp_path):
@@ -44,11 +45,10 @@ def test_only_the_last_runs_of_each_file_are_kept(tmp_path):
     other.close()
 
 
-def test_the_hash_cache_answers_only_for_unchanged_files(tmp_path):
+def test_the_hash_cache_keeps_the_last_digest_of_each_path(tmp_path):
     store = StateStore(str(tmp_path), str(tmp_path / "jobs.yaml"))
     store.begin("r1", [], [], 1.0)
     store.store_hashes([("src/a.c", 10, 111, 5, "d1"), ("src/b.c", 20, 222, 6, "d2")])
-    assert store.cached_hash("src/a.c", 10, 111, 5) == "d1"
-    assert store.cached_hash("src/a.c", 10, 112, 5) is None  # touched since
-    assert store.cached_hashes([("src/a.c", 10, 111, 5), ("src/b.c", 21, 222, 6)]) == {"src/a.c": "d1"}
+    store.store_hashes([("src/b.c", 21, 223, 6, "d3")])  # b.c edited and hashed again
+    assert store.all_hashes() == {"src/a.c": (10, 111, 5, "d1"), "src/b.c": (21, 223, 6, "d3")}
     store.close()

@@ -7,7 +7,8 @@ import pytest
 from fakes import FakeExecutor, jobs_of, make_engine
 
 from orchestrator import jobserver
-from orchestrator.jobserver import JobserverUnavailable, connect, job_slots, parse_makeflags, reopen_in_worker
+from orchestrator.jobserver import JobserverUnavailable, connect, job_slots, reopen_in_worker
+from orchestrator.makeflags import parse_makeflags
 from orchestrator.model import Job
 from orchestrator.results import Status
 

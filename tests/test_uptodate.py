@@ -9,7 +9,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import child, run_cli
+from conftest import child, run_cli, wait_for
 
 from orchestrator.hashing import Hasher
 from orchestrator.model import Job
@@ -309,6 +309,76 @@ def test_two_concurrent_runs_build_each_job_once(tmp_path):
     assert statuses[0] == "ok" and statuses[1] in ("ok (shared)", "up-to-date")
     # A run started after the first ended finds it up to date.
     assert run_json(tmp_path)[0] == {"slow": "up-to-date"}
+
+
+# Runs the CLI in this interpreter and says whether the engine (gevent) was ever imported.
+ENGINE_IMPORTED = (
+    "import sys; from orchestrator.cli import main; code = main(sys.argv[1:]); "
+    "print('engine' if 'gevent' in sys.modules else 'no engine', file=sys.stderr); sys.exit(code)"
+)
+
+
+def run_watching_imports(directory, *args, env=None):
+    full_env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS", "MAKEFLAGS")}
+    full_env.update(env or {})
+    command = [sys.executable, "-c", ENGINE_IMPORTED, "run", "-f", str(directory / "jobs.yaml"), *args]
+    return subprocess.run(command, cwd=directory, env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_run_with_nothing_to_do_never_starts_the_engine(build):
+    run_json(build)
+    result = run_watching_imports(build, env={"CI": "true"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "[1/3] up-to-date gen",
+        "[2/3] up-to-date copy",
+        "[3/3] up-to-date count",
+        "no engine",
+    ]
+    assert "3 up-to-date" in result.stdout
+    history = run_cli("history", "-f", build / "jobs.yaml", cwd=build)
+    assert history.stdout.count("3 up-to-date") == 1 and history.stdout.count("3 ok") == 1
+    past = run_cli("report", "-f", build / "jobs.yaml", cwd=build)  # the latest run, rebuilt from state
+    assert "3 up-to-date in" in past.stdout and past.stdout.count("up-to-date  ") == 3, past.stdout
+    (build / "other.txt").write_text("changed\n")
+    rerun = run_watching_imports(build)
+    assert rerun.returncode == 0 and rerun.stderr.splitlines()[-1] == "engine"
+    assert (build / "ran.log").read_text().split()[-1] == "count"
+    assert run_watching_imports(build).stderr.splitlines()[-1] == "no engine"
+
+
+def test_a_run_with_nothing_to_do_waits_for_a_run_remaking_one_of_its_jobs(tmp_path):
+    (tmp_path / "src.txt").write_text("x\n")
+    (tmp_path / "jobs.yaml").write_text(
+        "jobs:\n  slow:\n"
+        f"    run: {child('sleep', 1.5)} && cp src.txt out.txt && echo slow >> ran.log\n"
+        "    inputs: [src.txt]\n    outputs: [out.txt]\n"
+    )
+    assert run_json(tmp_path)[0] == {"slow": "ok"}
+    command = [sys.executable, "-m", "orchestrator", "run", "-f", str(tmp_path / "jobs.yaml")]
+    forced = subprocess.Popen([*command, "--force"], cwd=tmp_path, stdout=subprocess.DEVNULL)
+    wait_for(lambda: (tmp_path / ".orchestrate" / "state.db").exists() and _lock_held(tmp_path), 10)
+    second = run_cli("run", "-f", tmp_path / "jobs.yaml", "--report-file", tmp_path / "2.json", cwd=tmp_path)
+    assert forced.wait(60) == 0 and second.returncode == 0, second.stderr
+    # Not "up-to-date" while the forced run was remaking it: it waited, and shares that run's result.
+    assert json.loads((tmp_path / "2.json").read_text())["jobs"][0]["status"] == "ok (shared)"
+    assert (tmp_path / "ran.log").read_text() == "slow\nslow\n"
+
+
+def _lock_held(directory):
+    """Whether some other process holds a job lock of jobs.yaml."""
+    import fcntl
+
+    path = directory / ".orchestrate" / "locks" / "jobs.yaml.lock"
+    if not path.exists():
+        return False
+    with open(path, "r+b") as stream:
+        try:
+            fcntl.lockf(stream, fcntl.LOCK_EX | fcntl.LOCK_NB, 0, 0)
+        except OSError:
+            return True
+        fcntl.lockf(stream, fcntl.LOCK_UN, 0, 0)
+        return False
 
 
 # -- the decision logic, with an in-memory store -------------------------------------------
