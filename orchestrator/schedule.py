@@ -178,7 +178,19 @@ class Forecast(RunListener):
         work = self.unfinished_work
         for name, started in self.running.items():
             expected = self.durations[name]
-            done = min(max(now - started, 0.0), expected)
+            done = expected - expected_left(expected, now - started)
             path = max(path, self.priority[name] - done)
             work -= done
         return time_left(path, work, self.slots)
+
+
+OVERRUN_SHARE = 0.1  # of its expected time, what a job running late is still expected to take
+OVERRUN_MINIMUM = 1.0  # seconds, or its whole expected time if shorter
+
+
+def expected_left(expected: float, elapsed: float) -> float:
+    """A running job's expected seconds left: it counts down as the job runs, down to a small
+    remainder that a late job keeps, since it is still running (the status line would
+    otherwise show ~0s left for as long as it overruns)."""
+    overrun_left = max(OVERRUN_SHARE * expected, min(expected, OVERRUN_MINIMUM))
+    return max(expected - max(elapsed, 0.0), overrun_left)

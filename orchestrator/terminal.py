@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from orchestrator.listeners import RunListener
 from orchestrator.model import describe_seconds
 from orchestrator.options import ProgressMode
-from orchestrator.results import JobResult
+from orchestrator.results import JobResult, RunSummary
 
 COLOR_MODES = ("auto", "always", "never")
 CLEAR_LINE = b"\r\x1b[K"
+TICK_SECONDS = 1.0  # how often the time left is redrawn while nothing starts or ends
 
 
 def is_tty(stream: Any) -> bool:
@@ -65,13 +67,16 @@ def progress_mode(
 class StatusLine(RunListener):
     """A ninja-style line: `[done/total] ~2m left, N running: a, b …` (the time left once
     durations are known from earlier runs), cut to the terminal's width.
-    The reporter draws it under the output; `on_change` tells the reporter to redraw."""
+    The reporter draws it under the output; `on_change` tells the reporter to redraw.
+    With a time left, `on_change` is also called every `tick` seconds from the first job
+    start to the run's end, so the time left counts down while one long job runs."""
 
     def __init__(
         self,
         total: int,
         width: Callable[[], int] | None = None,
         time_left: Callable[[], float] | None = None,
+        tick: float = TICK_SECONDS,
     ) -> None:
         self.total = total
         self.time_left = time_left  # expected seconds left, once durations are known
@@ -80,6 +85,10 @@ class StatusLine(RunListener):
         self.width = width or (lambda: shutil.get_terminal_size((80, 24)).columns)
         self.shown = b""
         self.on_change: Callable[[], None] = lambda: None
+        self.tick = tick
+        self.ticking = False
+        self.ended = False  # the run ended or the listener closed: never tick again
+        self.stop_ticker: Callable[[], None] = lambda: None
 
     def started(self, name: str) -> None:
         self.running[name] = None
@@ -92,10 +101,41 @@ class StatusLine(RunListener):
     def job_started(self, name: str, slot: int, at: float) -> None:
         self.started(name)
         self.on_change()
+        if self.time_left is not None and not self.ticking and not self.ended:
+            self.start_ticking()
 
     def job_finished(self, result: JobResult) -> None:
         self.finished(result.name)
         self.on_change()
+
+    def run_ended(self, summary: RunSummary) -> None:
+        self.stop_ticking()
+
+    def close(self) -> None:
+        self.stop_ticking()  # the run may have ended without run_ended (an engine error)
+
+    def start_ticking(self) -> None:
+        import gevent  # here, not at the top: a run with nothing to start never loads gevent
+
+        self.ticking = True
+        ticker = gevent.spawn(self._tick)
+        self.stop_ticker = partial(ticker.kill, block=False)
+
+    def stop_ticking(self) -> None:
+        # The flag, not the kill alone, ends it at once: a kill that does not block is
+        # delivered on a later turn of the hub, after a due tick could still have fired.
+        self.ended = True
+        self.ticking = False
+        self.stop_ticker()
+
+    def _tick(self) -> None:
+        import gevent
+
+        while True:
+            gevent.sleep(self.tick)
+            if not self.ticking:
+                return
+            self.on_change()  # the same path as an event's redraw: a message to the reporter
 
     def text(self) -> str:
         line = f"[{self.done}/{self.total}]"

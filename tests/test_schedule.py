@@ -19,6 +19,7 @@ from orchestrator.schedule import (
     CriticalPathQueue,
     Forecast,
     expected_durations,
+    expected_left,
     priorities,
     ready_queue,
     time_left,
@@ -241,12 +242,12 @@ def test_before_anything_starts_the_forecast_is_the_lower_bound():
 
 def test_the_forecast_follows_a_running_chain():
     plan = plan_of(job("a"), job("b", ["a"]), job("c", ["b"]))
-    forecast = forecast_for(plan, {"a": 2.0, "b": 3.0, "c": 1.0}, 8)
+    forecast = forecast_for(plan, {"a": 4.0, "b": 3.0, "c": 1.0}, 8)
     forecast.job_ready("a", at=100.0)
-    assert forecast.time_left(now=100.0) == 6.0
+    assert forecast.time_left(now=100.0) == 8.0
     forecast.job_started("a", slot=0, at=100.0)
-    assert forecast.time_left(now=101.5) == 4.5
-    assert forecast.time_left(now=109.0) == 4.0  # a is late: at least b and c are still ahead
+    assert forecast.time_left(now=101.5) == 6.5
+    assert forecast.time_left(now=109.0) == 5.0  # a is late: b and c, and a's last second
     forecast.job_finished(ended("a"))
     forecast.job_ready("b", at=109.0)
     forecast.job_started("b", slot=0, at=110.0)
@@ -254,6 +255,34 @@ def test_the_forecast_follows_a_running_chain():
     forecast.job_finished(ended("b"))
     forecast.job_finished(JobResult("c", Status.SKIPPED))
     assert forecast.time_left(now=111.0) == 0.0
+
+
+def test_a_running_job_counts_down_to_a_small_remainder_it_keeps_while_late():
+    assert [expected_left(60.0, elapsed) for elapsed in (0.0, 10.0, 50.0, 54.0, 60.0, 600.0)] == [
+        60.0,
+        50.0,
+        10.0,
+        6.0,  # a tenth of what it was expected to take ...
+        6.0,
+        6.0,  # ... for as long as it runs late
+    ]
+    assert expected_left(5.0, 3.5) == 1.5
+    assert expected_left(5.0, 300.0) == 1.0  # never under a second (or its whole expected time)
+    assert expected_left(0.3, 0.1) == 0.3 and expected_left(0.3, 60.0) == 0.3
+    assert expected_left(0.0, 5.0) == 0.0
+    assert expected_left(4.0, -1.0) == 4.0  # a clock read before the start event's
+
+
+def test_between_events_the_forecast_counts_down_with_the_clock():
+    plan = plan_of(job("long"), job("after", ["long"]), job("short"))
+    forecast = forecast_for(plan, {"long": 10.0, "after": 2.0, "short": 1.0}, 2)
+    for name in ("long", "short"):
+        forecast.job_ready(name, at=50.0)
+    forecast.job_started("long", slot=0, at=50.0)
+    forecast.job_started("short", slot=1, at=50.0)
+    forecast.job_finished(ended("short"))  # the last event: only the clock moves from here
+    lefts = [forecast.time_left(now=50.0 + elapsed) for elapsed in (0.0, 1.0, 2.5, 8.0, 9.5, 30.0, 300.0)]
+    assert lefts == [12.0, 11.0, 9.5, 4.0, 3.0, 3.0, 3.0]  # after's 2 s plus long's last second
 
 
 def test_the_forecast_counts_the_work_of_running_jobs_only_once():

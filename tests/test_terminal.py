@@ -2,6 +2,7 @@
 
 import fcntl
 import io
+import itertools
 import os
 import re
 import select
@@ -18,7 +19,7 @@ from conftest import child, run_cli
 from orchestrator import terminal
 from orchestrator.listeners import Fanout
 from orchestrator.output import Reporter
-from orchestrator.results import JobResult, Status
+from orchestrator.results import JobResult, RunSummary, Status
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SGR = re.compile(rb"\x1b\[[0-9;]*m")  # colour codes (the status line uses \x1b[K, not these)
@@ -97,6 +98,63 @@ def test_a_terminal_gets_a_status_line_redrawn_in_place(three_jobs):
     assert b"out0" in output and b"3 ok" in output
     # Cleared before the table: no status text after the last clear.
     assert b"running" not in output[output.rindex(b"\x1b[K") :]
+
+
+def seconds_shown(text: bytes) -> float:
+    """`~2.5s`/`~900ms` as the status line shows a time left under a minute, in seconds."""
+    return float(text[:-2]) / 1000 if text.endswith(b"ms") else float(text[:-1])
+
+
+def test_the_time_left_counts_down_while_a_long_job_runs_alone(write_jobs):
+    jobs = write_jobs(f"jobs:\n  slow:\n    run: {child('sleep', 3)!r}\n")
+    first_code, first = run_in_pty("run", jobs)  # records how long `slow` takes
+    assert first_code == 0 and b" left" not in first, first
+    code, output = run_in_pty("run", jobs)
+    assert code == 0, output
+    # One job, so one start event: every other line showing it running is a tick's redraw.
+    shown = [seconds_shown(m) for m in re.findall(rb"\r\x1b\[K\[0/1\] ~(\S+) left, 1 running: slow", output)]
+    assert len(shown) >= 3, output  # the start, then a redraw about every second
+    assert shown[0] >= 2.0 and all(b < a for a, b in itertools.pairwise(shown)), shown
+    last_clear = output.rindex(b"\x1b[K")
+    assert b"running" not in output[last_clear:] and b"1 ok" in output[last_clear:]
+
+
+def test_the_status_line_ticks_through_the_reporter_until_the_run_ends():
+    stream = Writes()
+    lefts = iter(range(1000, 0, -1))
+    status = terminal.StatusLine(2, width=lambda: 80, time_left=lambda: next(lefts), tick=0.01)
+    listener = Fanout([Reporter("grouped", stream=stream, status=status), status])
+    listener.job_started("a", 0, 0.0)
+    gevent.sleep(0.3)
+    ticked = [w for w in stream.writes if w.startswith(b"\r\x1b[K[0/2] ~")]
+    assert len(ticked) >= 3, stream.writes  # no event since the start: the ticker drew these
+    listener.run_ended(RunSummary())
+    listener.close()
+    assert stream.writes[-1] == b"\r\x1b[K"
+    writes_at_close = len(stream.writes)
+    gevent.sleep(0.1)
+    assert len(stream.writes) == writes_at_close  # nothing after the final clear
+    assert not status.ticking
+
+
+def test_the_status_line_stops_ticking_when_closed_and_never_ticks_without_a_time_left():
+    calls = []
+    status = terminal.StatusLine(1, width=lambda: 80, time_left=lambda: 5.0, tick=0.01)
+    status.on_change = lambda: calls.append(None)
+    status.job_started("a", 0, 0.0)
+    gevent.sleep(0.1)
+    assert len(calls) >= 3
+    status.close()  # without run_ended: an engine that failed
+    after_close = len(calls)
+    gevent.sleep(0.1)
+    assert len(calls) == after_close
+    status.job_started("b", 1, 0.0)  # a late event starts no new ticker
+    gevent.sleep(0.1)
+    assert len(calls) == after_close + 1 and not status.ticking
+
+    untimed = terminal.StatusLine(1, width=lambda: 80, tick=0.01)
+    untimed.job_started("a", 0, 0.0)
+    assert not untimed.ticking  # nothing on the line changes between events
 
 
 def test_no_status_line_on_a_pipe(three_jobs):
