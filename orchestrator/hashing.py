@@ -65,13 +65,16 @@ def scan(base: str, patterns: Iterable[str]) -> tuple[dict[str, Found], list[str
             if not present:
                 missing.append(pattern)
             found.update((name, hit) for name, hit in present)
-        else:
-            name = os.path.normpath(pattern)
-            hit = _stat(base, name, directories=True)
-            if hit is None:
-                missing.append(pattern)
-            else:
-                found[name] = hit[1]
+            continue
+        # A literal path, inline: a no-op run of 1,000 jobs stats 2,000 of them.
+        name = os.path.normpath(pattern)
+        path = os.path.join(base, name)
+        try:
+            info = os.stat(path)
+        except OSError:
+            missing.append(pattern)
+            continue
+        found[name] = Found(path, info.st_size, info.st_mtime_ns, info.st_ino, stat.S_ISDIR(info.st_mode))
     return found, missing
 
 

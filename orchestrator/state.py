@@ -30,7 +30,8 @@ KEEP_RUNS = 50  # runs kept per job file
 RECENT_DURATIONS = 5  # successful seconds kept per job, for the scheduler
 BUSY_MILLISECONDS = 10_000  # how long a write waits for another process's transaction
 SUCCESS = frozenset(status.value for status in Status if status.succeeded)
-NEVER_RAN = frozenset((Status.SKIPPED.value, Status.CANCELLED.value))  # say nothing about the job
+# Results that say nothing new about a job: its latest state stays as its last real run left it.
+NEVER_RAN = frozenset((Status.SKIPPED.value, Status.CANCELLED.value, Status.UP_TO_DATE.value))
 SHAREABLE = frozenset((Status.OK.value, Status.SHARED.value, Status.UP_TO_DATE.value))
 
 FINGERPRINT_FIELDS = ("run", "env", "cwd", "shell", "needs", "matrix", "resources", "timeout", "retries")
@@ -113,7 +114,7 @@ class SuccessRecord:
 @dataclass(frozen=True)
 class Latest:
     """What is on record about a job of this file before this run: its latest result that
-    ran (skipped and cancelled say nothing), its last success, its recent durations."""
+    ran (skipped, cancelled and up-to-date say nothing), its last success, its recent durations."""
 
     status: str
     fingerprint: str | None
@@ -318,7 +319,9 @@ class StateStore:
             success = None
             if success_fingerprint is not None:
                 success = SuccessRecord(success_fingerprint, json.loads(detail or "{}"), success_end or 0.0)
-            latest[name] = Latest(status, fingerprint_, success, tuple(json.loads(durations or "[]")))
+            latest[name] = Latest(
+                status, fingerprint_, success, tuple(json.loads(durations)) if durations else ()
+            )
         return latest
 
     def _write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
@@ -555,7 +558,7 @@ def result_row(
         result.slot,
         result.host,
         int(result.timed_out),
-        _encode_json(tries),
+        _encode_json(tries) if tries else "[]",
         None if detail is None else _encode_json(detail),
     )
 
