@@ -14,7 +14,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from orchestrator.logs import safe_file_name
 from orchestrator.model import Job
@@ -101,8 +101,7 @@ _UPSERT_SUCCESS = (
 )
 
 
-@dataclass(frozen=True)
-class SuccessRecord:
+class SuccessRecord(NamedTuple):  # tuples: a run reads one per job, and a frozen dataclass costs 3x
     """A job's last success on record: its fingerprint, the `detail` stored with it (issue
     12's input and output hashes), and when it ended (epoch seconds)."""
 
@@ -111,8 +110,7 @@ class SuccessRecord:
     end: float
 
 
-@dataclass(frozen=True)
-class Latest:
+class Latest(NamedTuple):
     """What is on record about a job of this file before this run: its latest result that
     ran (skipped, cancelled and up-to-date say nothing), its last success, its recent durations."""
 

@@ -6,8 +6,9 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from orchestrator.hashing import Hasher, Snapshot, is_glob
 from orchestrator.model import Job
@@ -19,12 +20,11 @@ if TYPE_CHECKING:  # state imports gevent; the decision logic does not need it
     from orchestrator.state import StateStore
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """How a job's last run on record ended and, after a success, what it was made from."""
 
     succeeded: bool
-    detail: Mapping[str, Any] = field(default_factory=dict)  # see Check.detail
+    detail: Mapping[str, Any] = MappingProxyType({})  # see Check.detail
     end: float | None = None
 
 
