@@ -48,7 +48,7 @@ orchestrate's bytecode is compiled first, as an install would have it.
     must run exactly one job (counted from its JSON report).
 
 --quick: one round of smaller workloads (200 jobs, a 1000-job DAG, 64 MiB of output, a
-10,000-job file, only (g)), for smoke-testing. --scheduling: only (g)-(i).
+10,000-job file, only (g)), for smoke-testing. --rows LETTERS: only those rows (e.g. --rows ghi).
 """
 
 import argparse
@@ -616,9 +616,9 @@ def bench_schedule(tmp, workload, nodes, rounds, has_schedule):
     return rows
 
 
-def bench_schedules(tmp, rounds, quick):
+def bench_schedules(tmp, rounds, quick, letters="ghi"):
     has_schedule = schedule_option_available()
-    shapes = list(SCHEDULE_SHAPES.items())
+    shapes = [(workload, nodes) for workload, nodes in SCHEDULE_SHAPES.items() if workload[1] in letters]
     if quick:
         shapes = shapes[:1]
     rows = []
@@ -816,9 +816,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, help="rounds per tool (default 3; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="one round of smaller workloads")
-    parser.add_argument("--scheduling", action="store_true", help="only the scheduling rows (g)-(i)")
-    parser.add_argument("--uptodate", action="store_true", help="only the up-to-date row (k)")
+    parser.add_argument(
+        "--rows", default="abcdefjkghi", help="the rows to run, as letters (default all: abcdefjkghi)"
+    )
     args = parser.parse_args()
+    rows_wanted = set(args.rows)
     rounds = args.rounds or (1 if args.quick else 3)
     trues, layers, output, big = (200, 10, 64 << 20, 10_000) if args.quick else (2000, 50, 1 << 30, 100_000)
 
@@ -826,25 +828,33 @@ def main():
     # PYTHONDONTWRITEBYTECODE (set on this machine) would recompile it at every start.
     compileall.compile_dir(os.path.join(ROOT, "orchestrator"), quiet=1)
     print_header(rounds, args.quick)
+    rows, log_sizes, zombies, schedules = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="orchestrate-bench-") as tmp:
-        if args.uptodate:
-            print(tabulate([row.cells() for row in bench_uptodate(tmp, 1000, rounds)], headers=HEADERS))
-            return 0
-        if not args.scheduling:
-            rows, jobfile = bench_trues(tmp, trues, rounds)
-            make_a = rows[1]
+        if rows_wanted & set("ae"):
+            true_rows, jobfile = bench_trues(tmp, trues, rounds)
+            make_a = true_rows[1]
+            rows += true_rows if "a" in rows_wanted else []
+            rows += bench_processes(tmp, jobfile, make_a, rounds) if "e" in rows_wanted else []
+        if "b" in rows_wanted:
             rows += bench_dag(tmp, layers, rounds)
+        if "c" in rows_wanted:
             big_rows, log_sizes = bench_big_output(tmp, output, rounds)
             rows += big_rows
+        if "d" in rows_wanted:
             rows += bench_big_file(tmp, big, rounds)
-            rows += bench_processes(tmp, jobfile, make_a, rounds)
+        if "f" in rows_wanted:
             zombies = bench_zombies(tmp, trues)
+        if "j" in rows_wanted:
             rows += bench_dask(tmp, 200, rounds)
+        if "k" in rows_wanted:
             rows += bench_uptodate(tmp, 100 if args.quick else 1000, rounds)
-        schedules = bench_schedules(tmp, rounds, args.quick)
+        if rows_wanted & set("ghi"):
+            schedules = bench_schedules(tmp, rounds, args.quick, rows_wanted)
 
-    if not args.scheduling:
+    if rows or zombies:
         print_speed_tables(rows, log_sizes, output, zombies, trues)
+    if not schedules:
+        return 0
     print(f"(g)-(i) scheduling: jobs of `sleep`, -j{SCHEDULE_SLOTS}, ratio to the lower bound")
     print(
         tabulate(
@@ -870,6 +880,8 @@ def print_speed_tables(rows, log_sizes, output, zombies, trues):
             f"expected {output}: {'ok' if exact else 'WRONG'}"
         )
         print()
+    if not zombies:
+        return
     print(f"(f) zombie bound: {trues} jobs of true at -j{JOBS}, /proc/*/stat sampled every ~5 ms")
     print(
         tabulate(

@@ -14,8 +14,6 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from tabulate import tabulate, tabulate_formats
-
 from .model import Job, JobFile
 from .results import Attempt, JobResult, RunSummary, Status
 from .timeline import Needs, attempts_of, critical_path, critical_path_line, path_seconds, signal_name
@@ -92,6 +90,8 @@ def _shorten(text: str, width: int = LAST_OUTPUT_WIDTH) -> str:
 
 def check_table_format(table_format: str) -> None:
     """Raise ValueError naming the valid formats; tabulate itself silently falls back."""
+    from tabulate import tabulate_formats  # imported where a table is made: report files need none
+
     if table_format not in tabulate_formats:
         raise ValueError(
             f"unknown table format {table_format!r}; choose one of: {', '.join(tabulate_formats)}"
@@ -151,13 +151,15 @@ def render_table(
             row.insert(5, terminal_safe(result.host or ""))
         headers.insert(5, "host")
         align.insert(5, "left")
+    from tabulate import tabulate
+
     table = tabulate(
         rows,
         headers=headers,
         tablefmt=table_format,
         # Cells are text: a job named "1e3" must not be printed as 1000.0.
         disable_numparse=True,
-        colalign=align,
+        colalign=align if rows else None,  # tabulate 0.9 fails aligning the columns of no rows
     )
     path_line = critical_path_line(summary, needs) if needs else None
     footer = [terminal_safe(path_line)] if path_line else []
@@ -181,6 +183,8 @@ def render_job_list(
         ]
         for job in jobs
     ]
+    from tabulate import tabulate
+
     return tabulate(
         rows,
         headers=["name", "command", "needs", "resources", "tags", "description"],

@@ -154,7 +154,7 @@ def report(summary: RunSummary, request: RunRequest, jobfile: JobFile, stdout: A
         stdout is not None and request.report == "table" and not (request.quiet and summary.exit_code == 0)
     )
     if not (show_table or request.report_files or request.trace):
-        return  # spare the import of tabulate (40 ms) when there is nothing to render
+        return  # spare importing the report module (and tabulate) when there is nothing to render
     from orchestrator.report import render_table, write_report_file
 
     run_info = {
