@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shlex
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -33,7 +32,8 @@ _ESCAPE_SEQUENCE = re.compile(
 )
 _LINE_BREAKS = re.compile(r"[\t\n\r\v\f]+")
 # Everything XML 1.0 forbids, lone surrogates included (they cannot even be encoded).
-_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Compiled when first used: it takes 6 ms, and only JUnit files need it.
+_XML_ILLEGAL = "[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 # What surrogateescape makes of bytes that are not UTF-8; no strict encoder accepts them.
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -69,7 +69,7 @@ def terminal_safe(text: str) -> str:
 
 def xml_safe(text: str) -> str:
     """`text` without escape sequences or any character XML 1.0 does not allow."""
-    return _XML_ILLEGAL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+    return re.sub(_XML_ILLEGAL, "", _ESCAPE_SEQUENCE.sub("", text))
 
 
 def _replace_surrogates(text: str) -> str:
@@ -265,8 +265,7 @@ def write_report_file(
     """
     extension = report_extension(path)
     if extension == ".json":
-        report = json_report(summary, run_info, needs)
-        data = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        data = json_text(json_report(summary, run_info, needs))
     elif extension == ".html":
         from .html_report import render_html
 
@@ -276,12 +275,26 @@ def write_report_file(
     write_atomically(path, data.encode("utf-8"))
 
 
+def json_text(report: dict[str, Any]) -> str:
+    """The JSON report with a line per key and per job: readable, and made by json's C
+    encoder (`indent=` switches json to its Python encoder: 15 ms more for 1,000 jobs)."""
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    lines = []
+    for key, value in report.items():
+        if key == "jobs" and value:
+            jobs = ",\n".join(f"    {encode(job)}" for job in value)
+            lines.append(f'  "jobs": [\n{jobs}\n  ]')
+        else:
+            lines.append(f"  {encode(key)}: {encode(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 def write_atomically(path: str, data: bytes) -> None:
     # A reader (CI, a dashboard) never sees a half-written report; os.open honours the umask,
     # unlike mkstemp's 0600.
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(4).hex()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as file:
