@@ -176,6 +176,7 @@ def _execute(
         request.executor,
         request.forward_env,
         slots.pool_size,
+        jobfile.directory,
     )
     known = run_state.store.expected_durations() if run_state.store is not None else {}
 

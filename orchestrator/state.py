@@ -34,7 +34,10 @@ SUCCESS = frozenset(status.value for status in Status if status.succeeded)
 NEVER_RAN = frozenset((Status.SKIPPED.value, Status.CANCELLED.value, Status.UP_TO_DATE.value))
 SHAREABLE = frozenset((Status.OK.value, Status.SHARED.value, Status.UP_TO_DATE.value))
 
-FINGERPRINT_FIELDS = ("run", "env", "cwd", "shell", "needs", "matrix", "resources", "timeout", "retries")
+FINGERPRINT_FIELDS = (
+    *("run", "env", "cwd", "shell", "needs", "matrix", "resources", "timeout", "retries"),
+    *("inputs", "outputs", "host_resources"),
+)
 _fingerprint_fields = operator.attrgetter(*FINGERPRINT_FIELDS)
 _FINGERPRINT_FORMAT = "%08x" * len(
     FINGERPRINT_FIELDS

@@ -29,6 +29,26 @@ def test_discovery_finds_the_file_in_a_parent_folder(tmp_path):
     assert (tmp_path / ".orchestrate").is_dir() and not (deeper / ".orchestrate").exists()
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_job_without_cwd_runs_beside_its_job_file_wherever_it_is_started(tmp_path, processes):
+    """As with go-task and just: `show` says so, and inputs and outputs are read from there."""
+    (tmp_path / "jobs.yaml").write_text(
+        "jobs:\n"
+        "  where: {run: pwd > where.txt, outputs: [where.txt]}\n"
+        "  there: {run: pwd > there.txt, cwd: sub}\n"
+    )
+    deeper = tmp_path / "sub"
+    deeper.mkdir()
+    result = run_cli("run", "--processes", processes, "--report-file", tmp_path / "r.json", cwd=deeper)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "where.txt").read_text().strip() == str(tmp_path)
+    assert (deeper / "there.txt").read_text().strip() == str(deeper)
+    assert not (deeper / "where.txt").exists()
+    jobs = tmp_path / "jobs.yaml"
+    again = run_cli("run", "-f", jobs, "where", "--processes", processes, cwd=tmp_path.parent)
+    assert "up-to-date" in again.stdout, again.stdout + again.stderr
+
+
 def test_discovery_prefers_orchestrate_yaml_and_the_nearest_folder(tmp_path):
     (tmp_path / "jobs.yaml").write_text("jobs: {outer: {run: 'true'}}\n")
     inner = tmp_path / "inner"

@@ -101,6 +101,30 @@ def test_resume_dry_run_lists_exactly_what_resume_runs(tmp_path, write_jobs):
     assert set(_dry_listed(jobs).values()) == {"(resumed)"}
 
 
+def test_resume_reruns_a_done_job_whose_inputs_outputs_or_host_resources_changed(tmp_path, write_jobs):
+    def write(**changed):
+        keys = {"inputs": "[a.txt]", "outputs": "[b.txt]", "host_resources": "{gpu: 1}"} | changed
+        return write_jobs(
+            "jobs:\n  copy:\n    run: cp a.txt b.txt && cp a.txt c.txt\n"
+            + "".join(f"    {key}: {value}\n" for key, value in keys.items())
+        )
+
+    (tmp_path / "a.txt").write_text("a\n")
+    jobs = write()
+    report = tmp_path / "report.json"
+    assert run_cli("run", jobs).returncode == 0
+    assert run_cli("run", jobs, "--resume", "--report-file", report).returncode == 0
+    assert statuses(report) == {"copy": "ok (resumed)"}
+    for change in (
+        {"outputs": "[b.txt, c.txt]"},
+        {"inputs": "[a.txt, b.txt]"},
+        {"host_resources": "{gpu: 2}"},
+    ):
+        jobs = write(**change)
+        assert run_cli("run", jobs, "--resume", "--report-file", report).returncode == 0
+        assert statuses(report) == {"copy": "ok"}, change
+
+
 def test_a_run_killed_with_sigkill_then_resume_runs_exactly_the_rest(tmp_path, write_jobs):
     marker = tmp_path / "marker"
     jobs = write_jobs(f"""jobs:

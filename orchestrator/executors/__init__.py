@@ -36,18 +36,20 @@ def make_executor(
     target: str = "local",
     forward_env: Sequence[str] = (),
     slots: int = 1,
+    home: str | None = None,
 ) -> Executor:
     """Attempts in this process, spread over `processes` worker processes, or on a Dask
-    cluster (`target`), which gets only the caller's variables named in `forward_env`."""
+    cluster (`target`), which gets only the caller's variables named in `forward_env`.
+    A job without `cwd` runs in `home` (the job file's folder; None: this process's)."""
     if target != "local":
         from orchestrator.executors.dask import DaskExecutor
 
         forwarded = {name: base_env[name] for name in forward_env if name in base_env}
-        return DaskExecutor(target, supervisor.kill_grace, supervisor.run_id, forwarded, slots)
+        return DaskExecutor(target, supervisor.kill_grace, supervisor.run_id, forwarded, slots, home)
     if processes > 1:
         from orchestrator.executors.processes import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(processes, supervisor, base_env=base_env, pass_fds=pass_fds)
+        return ProcessPoolExecutor(processes, supervisor, base_env=base_env, pass_fds=pass_fds, home=home)
     from orchestrator.executors.local import LocalExecutor
 
-    return LocalExecutor(supervisor, pass_fds=pass_fds)
+    return LocalExecutor(supervisor, pass_fds=pass_fds, home=home)

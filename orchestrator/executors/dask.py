@@ -71,12 +71,13 @@ class DaskExecutor:
         run_id: str = "",
         forwarded: Mapping[str, str] | None = None,
         slots: int = 1,
+        home: str | None = None,
     ):
         address, local_workers = parse_target(target)
         self.kill_grace = kill_grace
         self.run_id = run_id
         self.forwarded = dict(forwarded or {})  # the caller's variables named with --env
-        self.cwd = os.getcwd()
+        self.cwd = home or os.getcwd()  # where a job without cwd runs (the same path on a worker)
         distributed = _import_distributed()
         self.cluster: Any = None
         if address is None:

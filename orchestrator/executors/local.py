@@ -26,8 +26,11 @@ class AttemptSpec:
     log_path: str | None
 
 
-def spec_for(job: Job, attempt: int, env: Mapping[str, str], log_path: str | None) -> AttemptSpec:
-    return AttemptSpec(job.name, job.argv, dict(env), job.cwd, job.timeout, attempt, log_path)
+def spec_for(
+    job: Job, attempt: int, env: Mapping[str, str], log_path: str | None, home: str | None = None
+) -> AttemptSpec:
+    """`home`: where a job without `cwd` runs (the job file's folder)."""
+    return AttemptSpec(job.name, job.argv, dict(env), job.cwd or home, job.timeout, attempt, log_path)
 
 
 def run_attempt_spec(
@@ -57,8 +60,11 @@ def run_attempt_spec(
 
 
 class LocalExecutor:
-    def __init__(self, supervisor: Supervisor, pass_fds: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, supervisor: Supervisor, pass_fds: tuple[int, ...] = (), home: str | None = None
+    ) -> None:
         self.supervisor = supervisor
+        self.home = home  # where a job without cwd runs: the job file's folder
         self.pass_fds = pass_fds  # every job inherits these (a jobserver's pipe)
         seal_inherited_descriptors(keep=pass_fds)
 
@@ -71,7 +77,7 @@ class LocalExecutor:
         stop: Event,
         on_output: Callable[[bytes], None] | None,
     ) -> ProcessResult:
-        spec = spec_for(job, attempt, env, log_path)
+        spec = spec_for(job, attempt, env, log_path, self.home)
         return run_attempt_spec(spec, self.supervisor, stop, on_output, self.pass_fds)
 
     def close(self) -> None:

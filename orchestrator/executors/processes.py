@@ -146,8 +146,10 @@ class ProcessPoolExecutor:
         start_method: str = "spawn",
         base_env: Mapping[str, str] | None = None,
         pass_fds: tuple[int, ...] = (),
+        home: str | None = None,
     ) -> None:
         self.context = multiprocessing.get_context(start_method)
+        self.home = home  # where a job without cwd runs: the job file's folder
         self.supervisor = supervisor
         # Workers start with the base environment; each attempt then carries only its own
         # variables, not 40 inherited ones pickled again and again.
@@ -203,7 +205,9 @@ class ProcessPoolExecutor:
         worker.attempts.add(attempt_id)
         own_env = {name: value for name, value in env.items() if self.base_env.get(name) != value}
         worker.tasks.put(
-            RunAttempt(attempt_id, spec_for(job, attempt, own_env, log_path), on_output is not None)
+            RunAttempt(
+                attempt_id, spec_for(job, attempt, own_env, log_path, self.home), on_output is not None
+            )
         )
         if stop.is_set():
             worker.tasks.put(StopAll())
