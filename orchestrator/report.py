@@ -7,15 +7,17 @@ import os
 import re
 import shlex
 import unicodedata
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .model import Job, JobFile
 from .results import Attempt, JobResult, RunSummary, Status
 from .timeline import Needs, attempts_of, critical_path, critical_path_line, path_seconds, signal_name
+
+if TYPE_CHECKING:  # imported by junit_report: a JSON report or a table needs no XML
+    import xml.etree.ElementTree as ET
 
 LAST_OUTPUT_WIDTH = 80
 LIST_COMMAND_WIDTH = 60  # `orchestrate show JOB` prints it whole
@@ -375,6 +377,8 @@ def _json_attempt(attempt: Attempt) -> dict[str, object]:
 
 def junit_report(summary: RunSummary, run_info: dict[str, Any]) -> str:
     """The results as JUnit XML: one testsuite, one testcase per job."""
+    import xml.etree.ElementTree as ET
+
     counts = summary.counts()
     suite = ET.Element(
         "testsuite",
@@ -398,6 +402,8 @@ def junit_report(summary: RunSummary, run_info: dict[str, Any]) -> str:
 
 
 def _junit_case(result: JobResult) -> ET.Element:
+    import xml.etree.ElementTree as ET
+
     case = ET.Element(
         "testcase",
         classname="orchestrate",
