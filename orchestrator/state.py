@@ -88,6 +88,12 @@ CREATE TABLE IF NOT EXISTS file_hashes (
 """
 
 _INSERT_RESULT = "INSERT OR REPLACE INTO results VALUES (" + ",".join("?" * 21) + ")"
+# A job that never started (up to date, skipped, cancelled): most columns are empty, and
+# binding 21 values a row cost a no-op run of 1,000 jobs 5 ms more than these 9.
+_INSERT_UNSTARTED = (
+    "INSERT OR REPLACE INTO results (run_id, job_file, position, name, status, fingerprint, log_path, "
+    "reason, ready, attempts, timed_out, tries) VALUES (?,?,?,?,?,?,?,?,?,0,0,'[]')"
+)
 _UPSERT_RAN = (
     "INSERT INTO latest (job_file, name, run_id, status, fingerprint, end) VALUES (?,?,?,?,?,?) "
     "ON CONFLICT (job_file, name) DO UPDATE SET run_id = excluded.run_id, status = excluded.status, "
@@ -695,6 +701,22 @@ class JobLocks:
 Statements = list[tuple[str, list[tuple[Any, ...]]]]
 
 
+def _never_started(result: JobResult) -> bool:
+    """Whether every column _INSERT_UNSTARTED leaves out would be empty."""
+    return (
+        result.start is None
+        and result.end is None
+        and result.attempts == 0
+        and result.exit_code is None
+        and result.signal is None
+        and not result.tail
+        and result.slot is None
+        and result.host is None
+        and not result.timed_out
+        and not result.tries
+    )
+
+
 def result_statements(
     job_file: str,
     run_id: str,
@@ -707,12 +729,19 @@ def result_statements(
     """What records these results: a row per result, and each job's latest state. A job's
     `details` entry (issue 12's hashes) is taken with its success; a success's duration joins
     `durations`, the job's recent ones, kept for the scheduler."""
-    inserted, ran, succeeded = [], [], []
+    inserted, unstarted, ran, succeeded = [], [], [], []
     for result in results:
         name = result.name
         fp = fingerprints.get(name)
         detail = details.pop(name, None)
-        inserted.append(result_row(run_id, job_file, positions.get(name, -1), result, fp, detail))
+        position = positions.get(name, -1)
+        if detail is None and _never_started(result):
+            status_ = result.status.value
+            unstarted.append(
+                (run_id, job_file, position, name, status_, fp, result.log_path, result.reason, result.ready)
+            )
+        else:
+            inserted.append(result_row(run_id, job_file, position, result, fp, detail))
         status = result.status.value
         if status in NEVER_RAN:
             continue
@@ -728,4 +757,9 @@ def result_statements(
             recent_durations = _encode_json(recent)
         success_detail = None if detail is None else _encode_json(detail)
         succeeded.append((job_file, name, run_id, status, fp, end, fp, end, success_detail, recent_durations))
-    return [(_INSERT_RESULT, inserted), (_UPSERT_RAN, ran), (_UPSERT_SUCCESS, succeeded)]
+    return [
+        (_INSERT_RESULT, inserted),
+        (_INSERT_UNSTARTED, unstarted),
+        (_UPSERT_RAN, ran),
+        (_UPSERT_SUCCESS, succeeded),
+    ]

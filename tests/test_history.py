@@ -52,3 +52,36 @@ def test_the_hash_cache_keeps_the_last_digest_of_each_path(tmp_path):
     store.store_hashes([("src/b.c", 21, 223, 6, "d3")])  # b.c edited and hashed again
     assert store.all_hashes() == {"src/a.c": (10, 111, 5, "d1"), "src/b.c": (21, 223, 6, "d3")}
     store.close()
+
+
+def test_a_recorded_run_reads_back_as_it_ended_whatever_rows_its_results_took(tmp_path):
+    from orchestrator.results import Attempt, RunSummary
+    from orchestrator.state import result_statements
+
+    results = [
+        JobResult(
+            "made",
+            Status.OK,
+            exit_code=0,
+            attempts=1,
+            start=10.0,
+            end=12.5,
+            tail="done\n",
+            slot=0,
+            tries=[Attempt(1, 10.0, 12.5, 0, None, False, 0, None)],
+        ),
+        JobResult("current", Status.UP_TO_DATE, ready=10.0),
+        JobResult("after", Status.SKIPPED, reason="needs broken (failed)", ready=None),
+        JobResult("gone", Status.FAILED, reason="input missing: a.txt", log_path="/logs/gone.log"),
+    ]
+    summary = RunSummary(results, elapsed=2.5, run_id="r1", started=10.0)
+    names = [result.name for result in results]
+    store = StateStore(str(tmp_path), str(tmp_path / "jobs.yaml"), threaded=False)
+    statements = result_statements(
+        store.job_file, "r1", {n: i for i, n in enumerate(names)}, dict.fromkeys(names, "f"), results, {}, {}
+    )
+    store.record_finished_run(summary, names, ["run"], statements)
+    _, back = store.summary("r1")
+    store.close()
+    assert back.results == results
+    assert back.exit_code == summary.exit_code == 1 and back.elapsed == 2.5
