@@ -58,28 +58,16 @@ def scan(base: str, patterns: Iterable[str]) -> tuple[dict[str, Found], list[str
     found: dict[str, Found] = {}
     missing: list[str] = []
     for pattern in patterns:
-        if not is_glob(pattern):
-            scan_literal(base, pattern, found, missing)
-            continue
-        names = sorted(glob.glob(pattern, root_dir=base, recursive=True))
-        hits = [_stat(base, os.path.normpath(name), directories=False) for name in names]
+        if is_glob(pattern):
+            names = sorted(glob.glob(pattern, root_dir=base, recursive=True))
+            hits = [_stat(base, os.path.normpath(name), directories=False) for name in names]
+        else:
+            hits = [_stat(base, os.path.normpath(pattern), directories=True)]
         present = [hit for hit in hits if hit is not None]
         if not present:
             missing.append(pattern)
-        found.update((name, hit) for name, hit in present)
+        found.update(present)
     return found, missing
-
-
-def scan_literal(base: str, pattern: str, found: dict[str, Found], missing: list[str]) -> None:
-    """`scan` of one literal path (a no-op run of 1,000 jobs stats 2,000 of them)."""
-    name = os.path.normpath(pattern)
-    path = os.path.join(base, name)
-    try:
-        info = os.stat(path)
-    except OSError:
-        missing.append(pattern)
-        return
-    found[name] = Found(path, info.st_size, info.st_mtime_ns, info.st_ino, stat.S_ISDIR(info.st_mode))
 
 
 def _stat(base: str, name: str, directories: bool) -> tuple[str, Found] | None:
@@ -130,31 +118,55 @@ class Hasher:
             return Snapshot()
         if any(map(is_glob, patterns)):  # walking folders may take long: off the hub
             found, missing = self.offload(lambda: scan(base, patterns))
-        else:  # a stat per file; a thread round trip would cost ~50 times more
-            found, missing = {}, []
-            for pattern in patterns:
-                scan_literal(base, pattern, found, missing)
-        snapshot = Snapshot(missing=missing)
+            return self._hashed(found, Snapshot(missing=missing))
+        # Literal paths: a stat each, right here (a thread round trip would cost ~50 times
+        # more), and a file the cache knows is never read.
+        snapshot = Snapshot()
         hashes, cached_hash = snapshot.hashes, self.cache.cached_hash
-        unknown: list[tuple[str, Found]] = []
+        unknown: dict[str, Found] = {}
+        for pattern in patterns:
+            name = os.path.normpath(pattern)
+            path = os.path.join(base, name)
+            try:
+                info = os.stat(path)
+            except OSError:
+                snapshot.missing.append(pattern)
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                hashes[name] = DIRECTORY
+                continue
+            digest = cached_hash(path, info.st_size, info.st_mtime_ns, info.st_ino)
+            if digest is None:
+                unknown[name] = Found(path, info.st_size, info.st_mtime_ns, info.st_ino, False)
+            else:
+                hashes[name] = digest
+        return self._read(unknown, snapshot) if unknown else snapshot
+
+    def _hashed(self, found: dict[str, Found], snapshot: Snapshot) -> Snapshot:
+        """The snapshot with the hashes of `found`, from the cache or read."""
+        hashes, cached_hash = snapshot.hashes, self.cache.cached_hash
+        unknown: dict[str, Found] = {}
         for name, hit in found.items():
             if hit.is_dir:
                 hashes[name] = DIRECTORY
                 continue
             cached = cached_hash(hit.path, hit.size, hit.mtime_ns, hit.inode)
             if cached is None:
-                unknown.append((name, hit))
+                unknown[name] = hit
             else:
                 hashes[name] = cached
-        if unknown:
-            files = [hit for _, hit in unknown]
-            read = self.offload(lambda: read_hashes(files))
-            rows = []
-            for (name, _), (hit, digest, read_at) in zip(unknown, read, strict=True):
-                snapshot.hashes[name] = digest
-                if read_at and read_at - hit.mtime_ns > RACY_NS:
-                    rows.append((hit.path, hit.size, hit.mtime_ns, hit.inode, digest))
-            snapshot.read = len(unknown)
-            if rows:
-                self.cache.store_hashes(rows)
+        return self._read(unknown, snapshot) if unknown else snapshot
+
+    def _read(self, unknown: dict[str, Found], snapshot: Snapshot) -> Snapshot:
+        """Read the files the cache does not know, off the hub, and cache their hashes."""
+        files = list(unknown.values())
+        read = self.offload(lambda: read_hashes(files))
+        rows = []
+        for name, (hit, digest, read_at) in zip(unknown, read, strict=True):
+            snapshot.hashes[name] = digest
+            if read_at and read_at - hit.mtime_ns > RACY_NS:
+                rows.append((hit.path, hit.size, hit.mtime_ns, hit.inode, digest))
+        snapshot.read = len(unknown)
+        if rows:
+            self.cache.store_hashes(rows)
         return snapshot

@@ -11,7 +11,6 @@ import os
 import sqlite3
 import sys
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -39,18 +38,12 @@ FINGERPRINT_FIELDS = (
     *("inputs", "outputs", "host_resources"),
 )
 _fingerprint_fields = operator.attrgetter(*FINGERPRINT_FIELDS)
-_FINGERPRINT_FORMAT = "%08x" * len(
-    FINGERPRINT_FIELDS
-)  # one format, not one per field: 100,000 jobs 0.99 -> 0.66 s
 
 
 def fingerprint(job: Job) -> str:
-    """A crc32 per field that decides what a job does, in FINGERPRINT_FIELDS order. (crc32,
-    not a cryptographic hash: it only has to notice edits, and 100,000 jobs must cost little
-    at the start of every run.)"""
-    return _FINGERPRINT_FORMAT % tuple(
-        [zlib.crc32(repr(value).encode()) for value in _fingerprint_fields(job)]
-    )
+    """A digest of the fields that decide what a job does (FINGERPRINT_FIELDS): one repr and
+    one short blake2b a job, as 100,000 jobs must cost little at the start of every run."""
+    return hashlib.blake2b(repr(_fingerprint_fields(job)).encode(), digest_size=8).hexdigest()
 
 
 def state_directory(job_file_directory: str, override: str | None = None) -> str:
