@@ -85,8 +85,10 @@ def nothing_to_do(
 
 def _say_progress(summary: RunSummary, request: RunRequest, make: MakeFlags) -> None:
     """The lines `--progress lines` (CI) would have shown; a status line has nothing to show."""
-    if request.progress is ProgressMode.NONE:
-        return
+    if request.progress is ProgressMode.NONE or (
+        request.progress is ProgressMode.AUTO and "CI" not in os.environ
+    ):
+        return  # auto shows lines only under CI: spare importing the terminal room (4 ms)
     from orchestrator import terminal
 
     mode = terminal.progress_mode(request.progress, sys.stdout, request.quiet, make.in_parallel_make)
