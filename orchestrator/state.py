@@ -119,7 +119,11 @@ class Latest(NamedTuple):
     status: str
     fingerprint: str | None
     success: SuccessRecord | None
-    durations: tuple[float, ...]
+    recent: str | None  # its recent durations as stored (JSON): a run with nothing to do needs none
+
+    @property
+    def durations(self) -> tuple[float, ...]:
+        return tuple(_decode_json(self.recent)) if self.recent else ()
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class RunRecord:
 
 
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
+_decode_json = json.JSONDecoder().decode
 
 
 def _warn(text: str) -> None:
@@ -318,10 +323,8 @@ class StateStore:
         for name, status, fingerprint_, success_fingerprint, success_end, detail, durations in rows:
             success = None
             if success_fingerprint is not None:
-                success = SuccessRecord(success_fingerprint, json.loads(detail or "{}"), success_end or 0.0)
-            latest[name] = Latest(
-                status, fingerprint_, success, tuple(json.loads(durations)) if durations else ()
-            )
+                success = SuccessRecord(success_fingerprint, _decode_json(detail or "{}"), success_end or 0.0)
+            latest[name] = Latest(status, fingerprint_, success, durations)
         return latest
 
     def _write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
