@@ -656,7 +656,7 @@ def _state_store(args: argparse.Namespace) -> Any:
 
     source = discovery.resolve(args.file, [])[0]
     directory = state.state_directory(os.path.dirname(os.path.abspath(source.path)), args.state_dir)
-    return source, state.StateStore(directory, source.path)
+    return source, state.StateStore(directory, source.path, threaded=False)  # no hub to protect here
 
 
 def cmd_history(args: argparse.Namespace) -> int:
