@@ -11,9 +11,9 @@ import math
 import os
 import re
 import shlex
+import sys
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any, NoReturn
 
@@ -152,8 +152,7 @@ def load_text(data: bytes | str, path: str, variables: Mapping[str, str] | None 
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        root = _compose(_check_source(data, path), path)
-        return _Reader(path, variables).read_file(root)
+        return _Reader(path, variables).read_file(_check_source(data, path))
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -208,26 +207,34 @@ def _line_column(text: str, index: int) -> tuple[int, int]:
 
 
 class _Node:
-    """One composed YAML value; an alias is a new node over its anchor's contents."""
+    """One composed YAML value; an alias is a new node over its anchor's contents.
 
-    __slots__ = ("kind", "tag", "value", "mark", "plain")
+    A node keeps only its 0-based line and column, not the parser's Mark: a million nodes
+    with a Mark each cost some 80 MB more, and a Mark's other fields are never read."""
 
-    def __init__(self, kind: str, tag: str | None, value: Any, mark: Any, plain: bool = False) -> None:
+    __slots__ = ("kind", "tag", "value", "line", "column", "plain")
+
+    def __init__(
+        self, kind: str, tag: str | None, value: Any, line: int, column: int, plain: bool = False
+    ) -> None:
         self.kind = kind
         self.tag = tag  # an explicit tag, or the resolved one once asked for
-        self.value = value  # str; list of nodes; or key, value, key, value, ... nodes
-        self.mark = mark
+        self.value = value  # str; tuple of nodes; or key, value, key, value, ... nodes
+        self.line = line
+        self.column = column
         self.plain = plain  # unquoted and untagged: its type comes from how it looks
 
 
-def _compose(source: bytes | str, path: str) -> _Node | None:
-    """Build the node tree from parser events; yaml.compose cannot be stopped part way."""
+def _compose(source: bytes | str, path: str) -> tuple[_Node | None, set[int]]:
+    """Build the node tree from parser events (yaml.compose cannot be stopped part way);
+    with it, the ids of the collections that aliases may share (the anchored ones)."""
     try:
         parser = _PARSER(source)  # the Python reader checks every character here
     except yaml.YAMLError as error:
         raise _syntax_error(error, source, path) from None
     try:
-        return _Composer(path).run(parser.get_event)
+        composer = _Composer(path)
+        return composer.run(parser.get_event), composer.anchored
     except yaml.YAMLError as error:
         raise _syntax_error(error, source, path) from None
     finally:
@@ -243,11 +250,16 @@ class _Composer:
         self.open: list[_Node] = []  # collections still being read, innermost last
         self.open_anchors: list[str | None] = []
         self.root: _Node | None = None
+        self.anchored: set[int] = set()  # id(value) of every anchored collection
         self.documents = 0
         self.count = 0
+        # The line of the last value: the values written on one line share one int object
+        # (libyaml makes a new one per Mark, and lines past 256 are not cached by Python).
+        self.line = 0
 
     def run(self, get_event: Callable[[], Any]) -> _Node | None:
         open_collections = self.open
+        intern = sys.intern  # names and words repeat (run, needs, true, each job's name)
         while True:
             event = get_event()
             cls = event.__class__
@@ -256,8 +268,14 @@ class _Composer:
                 self.count += 1
                 if self.count > MAX_NODES:
                     self.refuse(event)
+                mark = event.start_mark
+                line = mark.line
+                if line == self.line:
+                    line = self.line
+                else:
+                    self.line = line
                 open_collections[-1].value.append(
-                    _Node(SCALAR, None, event.value, event.start_mark, event.implicit[0])
+                    _Node(SCALAR, None, intern(event.value), line, mark.column, event.implicit[0])
                 )
             elif cls is ScalarEvent:
                 self.add(self.scalar(event), event)
@@ -273,6 +291,14 @@ class _Composer:
                 self.document(event)
             elif cls is StreamEndEvent:
                 return self.root
+
+    def line_of(self, event: Any) -> int:
+        """The event's line, as the object shared with the values before it on that line."""
+        line: int = event.start_mark.line
+        if line == self.line:
+            return self.line
+        self.line = line
+        return line
 
     def add(self, node: _Node, event: Any) -> None:
         """Put a node into the collection being read (or make it the root)."""
@@ -293,8 +319,9 @@ class _Composer:
         node = _Node(
             SCALAR,
             event.tag if explicit else None,
-            event.value,
-            event.start_mark,
+            sys.intern(event.value),
+            self.line_of(event),
+            event.start_mark.column,
             not explicit and event.implicit[0],
         )
         if event.anchor is not None:
@@ -303,22 +330,26 @@ class _Composer:
 
     def start(self, event: Any, kind: str) -> None:
         self.check_tag(event, {None, "!", MAP if kind == MAPPING else SEQ})
-        node = _Node(kind, None, [], event.start_mark)
+        node = _Node(kind, None, [], self.line_of(event), event.start_mark.column)
         self.add(node, event)
         self.open.append(node)
         self.open_anchors.append(event.anchor)
 
     def end(self) -> None:
         node, anchor = self.open.pop(), self.open_anchors.pop()
+        node.value = tuple(node.value)  # a list keeps room to grow: a third more, per collection
         # Registering only now makes a self-referencing alias an error, not an endless value.
         if anchor is not None:
             self.anchors[anchor] = node
+            self.anchored.add(id(node.value))
 
     def alias(self, event: Any) -> _Node:
         node = self.anchors.get(event.anchor)
         if node is not None:
             # A new node over the same contents, so errors point at this use of the alias.
-            return _Node(node.kind, node.tag, node.value, event.start_mark, node.plain)
+            return _Node(
+                node.kind, node.tag, node.value, self.line_of(event), event.start_mark.column, node.plain
+            )
         if event.anchor in self.open_anchors:
             self.fail(event, f"alias *{event.anchor} refers to a value that contains it")
         self.fail(event, f"unknown alias *{event.anchor}; define &{event.anchor} before using it")
@@ -371,14 +402,13 @@ def _char_at(source: bytes | str, mark: Any) -> str:
     return str(lines[mark.line][mark.column])
 
 
-@dataclass
+@dataclass(slots=True)
 class _Draft:
     """A job read from the file whose needs are not resolved yet."""
 
-    fields: dict[str, Any]  # Job keyword arguments, all but name and needs
-    needs: list[tuple[str, _Node]]  # (text, node) of each need as written
-    # "inputs"/"outputs" -> the item nodes, in order
-    paths: dict[str, list[_Node]] = dataclass_field(default_factory=dict)
+    fields: Mapping[str, Any]  # Job keyword arguments, all but name and needs; emptied once built
+    needs: tuple[_Node, ...]  # each need as written (its text is the node's value)
+    paths: Mapping[str, tuple[_Node, ...]]  # "inputs"/"outputs" -> the item nodes, in order
 
 
 class _Reader:
@@ -402,6 +432,7 @@ class _Reader:
         self.base_env: dict[str, str] = {}
         self.drafts: dict[str, _Draft] = {}
         self.names = MatrixIndex()  # every job and matrix expansion, for resolving needs
+        self.anchored: set[int] = set()  # id(value) of collections that aliases may share
         self.field_readers = {
             "run": self.read_run,
             "resources": self.read_resources,
@@ -418,12 +449,13 @@ class _Reader:
             "inputs": self.read_inputs,
             "outputs": self.read_outputs,
         }
-        self.path_nodes: dict[str, dict[str, list[_Node]]] = {}  # job -> inputs/outputs -> items
         self.auto_needs: dict[tuple[str, str], _Node] = {}  # (job, need) -> the input that made it
 
     # -- the file -------------------------------------------------------------------------
 
-    def read_file(self, root: _Node | None) -> JobFile:
+    def read_file(self, source: bytes | str) -> JobFile:
+        # Only this frame holds the tree, so it can let it go part way (see below).
+        root, self.anchored = _compose(source, self.path)
         if root is None or (root.kind == SCALAR and self.tag(root) == NULL):
             raise JobFileError(
                 self.path, 1, 1, "the job file is empty; it needs at least a jobs: mapping of job name to job"
@@ -441,6 +473,10 @@ class _Reader:
         if "jobs" not in top:
             self.fail(root, "the job file has no jobs: add a jobs: mapping of job name to job")
         self.read_jobs(top["jobs"][1])
+        # The drafts keep the few nodes errors may still point at; the rest of the tree goes
+        # before the jobs are built, so the two never take memory at once.
+        del root, top
+        self.flattened.clear()
         jobs = self.resolve_jobs()
         self.check_cycles(jobs)
         return JobFile(
@@ -492,6 +528,8 @@ class _Reader:
         for name, (key, value) in entries.items():
             self.check_not_misplaced(name, key, value, node)
             self.read_job(name, key, value, shared_env, frozen_shared_env)
+            if id(value.value) not in self.anchored:  # read once: its entries can go
+                self.flattened.pop(id(value.value), None)
 
     def job_env(self, dotenv: dict[str, str], own: dict[str, str]) -> dict[str, str]:
         """A job's environment below its matrix values: the file's dotenv and env and
@@ -523,11 +561,11 @@ class _Reader:
         env = shared_env
         if own_env is not None or "dotenv" in entries:
             env = self.job_env(dotenv, own_env or {})
-        needs = self.read_needs(entries["needs"][1], owner) if "needs" in entries else []
-        fields["position"] = Position(key.mark.line + 1, key.mark.column + 1)
-        paths: dict[str, list[_Node]] = {
+        needs = self.read_needs(entries["needs"][1], owner) if "needs" in entries else ()
+        fields["position"] = Position(key.line + 1, key.column + 1)
+        paths: Mapping[str, tuple[_Node, ...]] = {
             field: entries[field][1].value for field in ("inputs", "outputs") if field in entries
-        }
+        } or _EMPTY
         if "matrix" in entries:
             axes = self.read_matrix(entries["matrix"][1], owner)
             self.expand(name, fields, env, needs, axes, paths)
@@ -541,9 +579,9 @@ class _Reader:
         name: str,
         fields: dict[str, Any],
         env: dict[str, str],
-        needs: list[tuple[str, _Node]],
+        needs: tuple[_Node, ...],
         axes: list[tuple[str, list[str]]],
-        paths: dict[str, list[_Node]],
+        paths: Mapping[str, tuple[_Node, ...]],
     ) -> None:
         """One job per combination of matrix values, named like build[ARCH=arm64,OS=linux]."""
         keys = [key for key, _ in axes]
@@ -577,12 +615,13 @@ class _Reader:
         self.charge(node, size)
         return axes
 
-    def read_needs(self, node: _Node, owner: str) -> list[tuple[str, _Node]]:
+    def read_needs(self, node: _Node, owner: str) -> tuple[_Node, ...]:
+        """The need nodes as written, each checked to be a word (its value is its text)."""
         what = f"needs of {owner}"
-        return [
-            (self.word(item, what), item)
-            for item in self.items(node, what, "a list of job names, e.g. [build]")
-        ]
+        items = self.items(node, what, "a list of job names, e.g. [build]")
+        for item in items:
+            self.word(item, what)
+        return items
 
     # -- needs and cycles -----------------------------------------------------------------
 
@@ -591,13 +630,14 @@ class _Reader:
         made_by = self.output_makers()
         for name, draft in self.drafts.items():
             needs: list[str] = []
-            for text, node in draft.needs:
-                found = self.resolve_need(text, node)
+            for node in draft.needs:
+                found = self.resolve_need(node.value, node)
                 self.charge(node, len(found))
                 needs.extend(found)
             if made_by:
                 needs.extend(self.input_makers(name, draft, made_by))
             jobs[name] = Job(name=name, needs=tuple(dict.fromkeys(needs)), **draft.fields)
+            draft.fields = _EMPTY  # the Job holds them now; a cycle report needs only the needs
         return jobs
 
     def literal_paths(self, draft: _Draft, field: str) -> Iterator[tuple[str, _Node]]:
@@ -617,7 +657,7 @@ class _Reader:
                     self.fail(
                         node,
                         f'output "{node.value}" of job "{name}" is also an output of job "{other}" '
-                        f"(line {first.mark.line + 1}); one job must make each file: remove one of them",
+                        f"(line {first.line + 1}); one job must make each file: remove one of them",
                     )
                 made_by[path] = (name, node)
         return made_by
@@ -657,7 +697,7 @@ class _Reader:
         cycle = members[start:] + members[:start]
         first, second = cycle[0], (cycle + cycle)[1]
         node = next(
-            (node for text, node in self.drafts[first].needs if second in self.resolve_need(text, node)),
+            (node for node in self.drafts[first].needs if second in self.resolve_need(node.value, node)),
             None,
         )
         how = ""
@@ -889,7 +929,7 @@ class _Reader:
         rename = f" and call it {meant}" if meant != name else ""
         above = None
         if jobs is not None and jobs.kind == MAPPING:
-            before = [(k.mark.line, k.value) for k in jobs.value[::2] if k.mark.line < key.mark.line]
+            before = [(k.line, k.value) for k in jobs.value[::2] if k.line < key.line]
             above = max(before)[1] if before else None
         if above is None:
             return f"{meant} is a job key: indent it under a job in jobs:{rename}"
@@ -943,7 +983,7 @@ class _Reader:
             if (name == "<<" and key.plain) or key.tag == MERGE:
                 sources.extend(self.merge_sources(value))
             elif name in own:
-                first = own[name][0].mark
+                first = own[name][0]
                 self.fail(
                     key,
                     f'duplicate key "{name}" (first at line {first.line + 1}, '
@@ -966,8 +1006,8 @@ class _Reader:
         merged.update(own)
         return merged
 
-    def merge_sources(self, node: _Node) -> list[_Node]:
-        sources = node.value if node.kind == LIST else [node]
+    def merge_sources(self, node: _Node) -> tuple[_Node, ...]:
+        sources: tuple[_Node, ...] = node.value if node.kind == LIST else (node,)
         for source in sources:
             if source.kind != MAPPING:
                 self.fail(
@@ -977,10 +1017,10 @@ class _Reader:
                 )
         return sources
 
-    def items(self, node: _Node, what: str, expected: str) -> list[_Node]:
+    def items(self, node: _Node, what: str, expected: str) -> tuple[_Node, ...]:
         if node.kind != LIST:
             self.fail(node, f"{what} must be {expected or 'a list'}, got {self.describe(node)}")
-        items: list[_Node] = node.value
+        items: tuple[_Node, ...] = node.value
         self.charge(node, len(items))
         return items
 
@@ -1084,7 +1124,7 @@ class _Reader:
         return f"{_TYPE_NAMES[tag]} ({_shorten(node.value)[1:-1]})"
 
     def fail(self, node: _Node, message: str) -> NoReturn:
-        raise JobFileError(self.path, node.mark.line + 1, node.mark.column + 1, message)
+        raise JobFileError(self.path, node.line + 1, node.column + 1, message)
 
 
 def _shorten(text: str, limit: int = 40) -> str:

@@ -48,8 +48,13 @@ def describe_seconds(seconds: float) -> str:
     return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
 
 
+# One empty mapping for every job that sets no resources, env or matrix: 100,000 jobs would
+# otherwise carry 300,000 empty dicts and proxies (some 35 MB).
+EMPTY_MAP: Mapping[str, Any] = MappingProxyType({})
+
+
 def frozen_map(items: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(items or {}))
+    return MappingProxyType(dict(items)) if items else EMPTY_MAP
 
 
 # Characters that make a word mean more than itself to /bin/sh (quoting, expansion,
@@ -79,7 +84,7 @@ def plain_words(command: str) -> tuple[str, ...] | None:
     return words
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Position:
     """Where something was written: 1-based line and column in the job file."""
 

@@ -12,6 +12,7 @@ import gc
 import os
 import textwrap
 import time
+import tracemalloc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -705,6 +706,42 @@ def test_100k_jobs_load_quickly():
     elapsed = time.perf_counter() - started
     assert len(jobs) == 100_000 and jobs["j99999"].needs == ("j99998",)
     assert elapsed < 20, f"100k jobs took {elapsed:.1f}s"
+
+
+def bench_shaped_job_file(chunks: int) -> str:
+    """The bench's row (d) file: per 40 jobs, 36 in a chain (every 5th also needing the job
+    10 back, every 3rd tagged) and a 2x2 matrix job that the next chunk's first job needs."""
+    lines = ["version: 1", "env: {PYTHONUNBUFFERED: '1'}", "defaults: {timeout: 10m, retries: 1}", "jobs:"]
+    n = 0
+    for chunk in range(chunks):
+        for k in range(36):
+            needs = [f"m{chunk - 1}"] if k == 0 and chunk else [f"j{n - 1}"] if n else []
+            needs += [f"j{n - 10}"] if k % 5 == 1 and n >= 10 else []
+            tags = f", tags: [t{k % 3}]" if k % 3 == 0 else ""
+            lines.append(f'  j{n}: {{run: "true", needs: [{", ".join(needs)}]{tags}}}')
+            n += 1
+        lines.append(
+            f'  m{chunk}: {{run: "echo $OS", needs: [j{n - 1}], matrix: {{OS: [a, b], ARCH: [x, y]}}}}'
+        )
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.no_cover  # coverage's own bookkeeping would be counted
+def test_memory_per_job_stays_small():
+    # The node tree goes before the jobs are built and nodes keep no parser Marks: about
+    # 1.5 KB per job at the peak, where it was 4 KB (400 MB for the bench's 100,000 jobs).
+    text = bench_shaped_job_file(250)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        jobs = load_text(text, PATH).jobs
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(jobs) == 10_000 and jobs["j36"].needs == tuple(
+        f"m0[OS={o},ARCH={a}]" for o in "ab" for a in "xy"
+    )
+    assert peak / len(jobs) < 2500, f"{peak / len(jobs):.0f} bytes per job at the peak"
 
 
 def test_long_cycle_in_a_big_file_is_found():
