@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
+from orchestrator import loader
 from orchestrator.errors import JobFileError, UsageError
 from orchestrator.loader import load
 
@@ -44,6 +46,20 @@ def test_broken_file_is_refused_at_its_spot(name, line, column, substring):
     assert (error.line, error.column) == (line, column), error.message
     assert substring in error.message
     assert str(error).startswith(f"{path}:{line}:{column}: ")
+
+
+@pytest.mark.parametrize("name, line, column, substring", EXPECTED, ids=[row[0] for row in EXPECTED])
+def test_the_pure_python_parser_refuses_it_at_the_same_spot(name, line, column, substring, monkeypatch):
+    """libyaml when installed, PyYAML's own parser otherwise: the same errors either way, but
+    for the parser's wording of a syntax error."""
+    monkeypatch.setattr(loader, "_PARSER", yaml.SafeLoader)
+    monkeypatch.setattr(loader, "_PARSER_TAKES_BYTES", False)
+    with pytest.raises(JobFileError) as caught:
+        load(str(BROKEN / name))
+    error = caught.value
+    assert (error.line, error.column) == (line, column), error.message
+    if not substring.startswith(("invalid YAML:", "invalid character")):
+        assert substring in error.message
 
 
 def test_a_directory_is_refused(tmp_path):
