@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shlex
+import string
 import sys
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -121,6 +122,8 @@ _DEFAULT_KEYS = tuple(key for key in _JOB_KEYS if key not in _JOB_ONLY_KEYS)
 _ENV_NAME = re.compile(r"[^=\0]+")
 _LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")  # what libyaml counts as a new line
 _EMPTY = frozen_map()
+# $$, $NAME, ${NAME} and a $ that starts none of them, as string.Template reads them.
+_PATH_VARIABLE = string.Template.pattern
 _NULL_WORDS = {"", "~", "null", "Null", "NULL"}  # what YAML 1.1 reads as null when unquoted
 
 SCALAR, LIST, MAPPING = "scalar", "list", "mapping"
@@ -449,7 +452,8 @@ class _Reader:
             "inputs": self.read_inputs,
             "outputs": self.read_outputs,
         }
-        self.auto_needs: dict[tuple[str, str], _Node] = {}  # (job, need) -> the input that made it
+        # (job, need) -> the input that made it: its node and its path with variables replaced
+        self.auto_needs: dict[tuple[str, str], tuple[_Node, str]] = {}
 
     # -- the file -------------------------------------------------------------------------
 
@@ -571,6 +575,7 @@ class _Reader:
             self.expand(name, fields, env, needs, axes, paths)
         else:
             fields["env"] = frozen_shared_env if env is shared_env else frozen_map(env)
+            self.expand_paths(fields, paths, fields["env"], name)
             self.drafts[name] = _Draft(fields, needs, paths)
             self.names.add(name, _EMPTY)
 
@@ -588,9 +593,65 @@ class _Reader:
         for values in itertools.product(*(values for _, values in axes)):
             matrix = frozen_map(dict(zip(keys, values, strict=True)))
             expanded = expansion_name(name, matrix)
-            own = {"env": frozen_map({**env, **matrix}), "matrix": matrix}
-            self.drafts[expanded] = _Draft({**fields, **own}, needs, paths)
+            job_fields = {**fields, "env": frozen_map({**env, **matrix}), "matrix": matrix}
+            self.expand_paths(job_fields, paths, job_fields["env"], expanded, name)
+            self.drafts[expanded] = _Draft(job_fields, needs, paths)
             self.names.add(expanded, matrix)
+
+    def expand_paths(
+        self,
+        fields: dict[str, Any],
+        paths: Mapping[str, tuple[_Node, ...]],
+        env: Mapping[str, str],
+        name: str,
+        written_name: str | None = None,
+    ) -> None:
+        """Replace $NAME and ${NAME} in the job's inputs and outputs with the environment the
+        file gives it (matrix values included; never the caller's, so a path is the same
+        whoever runs the file), and $$ with $; before outputs are matched to inputs."""
+        for field, nodes in paths.items():
+            written: tuple[str, ...] = fields[field]
+            if not any("$" in path for path in written):
+                continue
+            owner = f'job "{written_name or name}"'
+            expanded: dict[str, _Node] = {}
+            for path, node in zip(written, nodes, strict=True):
+                text = self.expand_path(path, node, env, field[:-1], owner) if "$" in path else path
+                if not text:
+                    self.fail(
+                        node,
+                        f'{field[:-1]} "{path}" of {owner} is empty once its variables are '
+                        "replaced; it must name a path",
+                    )
+                if text in expanded:
+                    self.fail(
+                        node,
+                        f'"{text}" is listed twice in {field} of job "{name}" (as '
+                        f'"{expanded[text].value}" and "{path}"); list each path once',
+                    )
+                expanded[text] = node
+            fields[field] = tuple(expanded)
+
+    def expand_path(self, path: str, node: _Node, env: Mapping[str, str], kind: str, owner: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match["escaped"] is not None:
+                return "$"
+            variable = match["named"] or match["braced"]
+            if variable is None:
+                self.fail(
+                    node,
+                    f'a "$" in {kind} "{path}" of {owner} starts no variable name: write $$ for a '
+                    "literal $, $NAME or ${NAME} for a variable",
+                )
+            if variable not in env:
+                self.fail(
+                    node,
+                    f'unknown variable {variable} in {kind} "{path}" of {owner}: define it in env or '
+                    "matrix, or write $$ for a literal $",
+                )
+            return env[variable]
+
+        return _PATH_VARIABLE.sub(replace, path)
 
     def read_matrix(self, node: _Node, owner: str) -> list[tuple[str, list[str]]]:
         what = f"matrix of {owner}"
@@ -640,24 +701,26 @@ class _Reader:
             draft.fields = _EMPTY  # the Job holds them now; a cycle report needs only the needs
         return jobs
 
-    def literal_paths(self, draft: _Draft, field: str) -> Iterator[tuple[str, _Node]]:
-        """The literal (not glob) paths of a job's inputs or outputs, absolute, with their nodes."""
+    def literal_paths(self, draft: _Draft, field: str) -> Iterator[tuple[str, str, _Node]]:
+        """The literal (not glob) paths of a job's inputs or outputs: absolute, as the job
+        has it (its variables replaced) and the node that wrote it."""
         base = draft.fields.get("cwd") or self.directory
         for path, node in zip(draft.fields.get(field, ()), draft.paths.get(field, ()), strict=True):
             if not is_glob(path):
-                yield os.path.normpath(os.path.join(base, path)), node
+                yield os.path.normpath(os.path.join(base, path)), path, node
 
     def output_makers(self) -> dict[str, tuple[str, _Node]]:
         """Which job makes each literal output; one file made by two jobs is an error."""
         made_by: dict[str, tuple[str, _Node]] = {}
         for name, draft in self.drafts.items():
-            for path, node in self.literal_paths(draft, "outputs"):
+            for path, text, node in self.literal_paths(draft, "outputs"):
                 if path in made_by:
                     other, first = made_by[path]
                     self.fail(
                         node,
-                        f'output "{node.value}" of job "{name}" is also an output of job "{other}" '
-                        f"(line {first.line + 1}); one job must make each file: remove one of them",
+                        f'output {_as_written(node, text)} of job "{name}" is also an output of '
+                        f'job "{other}" (line {first.line + 1}); one job must make each file: '
+                        "remove one of them",
                     )
                 made_by[path] = (name, node)
         return made_by
@@ -666,11 +729,11 @@ class _Reader:
         """The jobs whose literal outputs are this job's literal inputs: needs it gets by
         itself, as in ninja."""
         found = []
-        for path, node in self.literal_paths(draft, "inputs"):
+        for path, text, node in self.literal_paths(draft, "inputs"):
             maker = made_by.get(path)
             if maker is not None and maker[0] != name:
                 found.append(maker[0])
-                self.auto_needs.setdefault((name, maker[0]), node)
+                self.auto_needs.setdefault((name, maker[0]), (node, text))
         return found
 
     def resolve_need(self, text: str, node: _Node) -> list[str]:
@@ -702,8 +765,11 @@ class _Reader:
         )
         how = ""
         if node is None:  # a need that an input made by that job added
-            node = self.auto_needs[(first, second)]
-            how = f' (job "{first}" needs "{second}" because its input "{node.value}" is an output of it)'
+            node, text = self.auto_needs[(first, second)]
+            how = (
+                f' (job "{first}" needs "{second}" because its input {_as_written(node, text)} '
+                "is an output of it)"
+            )
         if len(cycle) > 12:  # thousands of names would bury the message
             cycle = cycle[:8] + [f"... ({len(cycle) - 10:,} more)"] + cycle[-2:]
         self.fail(
@@ -1125,6 +1191,11 @@ class _Reader:
 
     def fail(self, node: _Node, message: str) -> NoReturn:
         raise JobFileError(self.path, node.line + 1, node.column + 1, message)
+
+
+def _as_written(node: _Node, path: str) -> str:
+    """A path quoted as the file writes it, and what it became when variables changed it."""
+    return f'"{node.value}"' if node.value == path else f'"{node.value}" ({path})'
 
 
 def _shorten(text: str, limit: int = 40) -> str:

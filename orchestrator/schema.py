@@ -79,13 +79,15 @@ JOB_KEY_SCHEMAS: dict[str, Schema] = {
         "type": "array",
         "items": {**WORD, "minLength": 1},
         "uniqueItems": True,
-        "description": "paths and globs (** recursive) relative to the job's cwd: what it reads",
+        "description": "paths and globs (** recursive) relative to the job's cwd: what it reads; "
+        "$NAME and ${NAME} are the job's env and matrix values, $$ is $",
     },
     "outputs": {
         "type": "array",
         "items": {**WORD, "minLength": 1},
         "uniqueItems": True,
-        "description": "what the job makes: with outputs it is skipped while up to date",
+        "description": "what the job makes: with outputs it is skipped while up to date; "
+        "$NAME and ${NAME} are the job's env and matrix values, $$ is $",
     },
     "cwd": {"type": "string", "minLength": 1, "description": "relative to the job file's folder"},
     "allow_failure": {"type": "boolean"},
