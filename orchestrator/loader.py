@@ -261,13 +261,15 @@ class _Composer:
         self.line = 0
 
     def run(self, get_event: Callable[[], Any]) -> _Node | None:
-        open_collections = self.open
+        open_collections, open_anchors = self.open, self.open_anchors
         intern = sys.intern  # names and words repeat (run, needs, true, each job's name)
+        node_class, scalar = _Node, SCALAR
         while True:
             event = get_event()
             cls = event.__class__
             if cls is ScalarEvent and not event.tag and not event.anchor and open_collections:
-                # Most values of a file take this path, so it skips the general one's calls.
+                # Most values of a file take this path or the next two, so they skip the
+                # general one's calls.
                 self.count += 1
                 if self.count > MAX_NODES:
                     self.refuse(event)
@@ -278,16 +280,39 @@ class _Composer:
                 else:
                     self.line = line
                 open_collections[-1].value.append(
-                    _Node(SCALAR, None, intern(event.value), line, mark.column, event.implicit[0])
+                    node_class(scalar, None, intern(event.value), line, mark.column, event.implicit[0])
                 )
+            elif cls is MappingEndEvent or cls is SequenceEndEvent:
+                node = open_collections.pop()
+                node.value = tuple(node.value)  # a list keeps room to grow: a third more
+                anchor = open_anchors.pop()
+                # Registering only now makes a self-referencing alias an error, not an endless value.
+                if anchor is not None:
+                    self.anchors[anchor] = node
+                    self.anchored.add(id(node.value))
+            elif (
+                (cls is MappingStartEvent or cls is SequenceStartEvent) and not event.tag and open_collections
+            ):
+                self.count += 1
+                if self.count > MAX_NODES:
+                    self.refuse(event)
+                mark = event.start_mark
+                line = mark.line
+                if line == self.line:
+                    line = self.line
+                else:
+                    self.line = line
+                kind = MAPPING if cls is MappingStartEvent else LIST
+                node = node_class(kind, None, [], line, mark.column)
+                open_collections[-1].value.append(node)
+                open_collections.append(node)
+                open_anchors.append(event.anchor)
             elif cls is ScalarEvent:
                 self.add(self.scalar(event), event)
             elif cls is MappingStartEvent:
                 self.start(event, MAPPING)
             elif cls is SequenceStartEvent:
                 self.start(event, LIST)
-            elif cls is MappingEndEvent or cls is SequenceEndEvent:
-                self.end()
             elif cls is AliasEvent:
                 self.add(self.alias(event), event)
             elif cls is DocumentStartEvent:
@@ -337,14 +362,6 @@ class _Composer:
         self.add(node, event)
         self.open.append(node)
         self.open_anchors.append(event.anchor)
-
-    def end(self) -> None:
-        node, anchor = self.open.pop(), self.open_anchors.pop()
-        node.value = tuple(node.value)  # a list keeps room to grow: a third more, per collection
-        # Registering only now makes a self-referencing alias an error, not an endless value.
-        if anchor is not None:
-            self.anchors[anchor] = node
-            self.anchored.add(id(node.value))
 
     def alias(self, event: Any) -> _Node:
         node = self.anchors.get(event.anchor)
