@@ -440,9 +440,9 @@ class _Reader:
         self.variables = dict(variables or {})
         self.dotenv_files: dict[str, dict[str, str]] = {}  # absolute path -> its values, read once
         self.visits = 0
-        self.flattened: dict[
-            int, dict[str, tuple[_Node, _Node]]
-        ] = {}  # id(mapping contents) -> entries: aliases read once
+        # id(anchored mapping contents) -> entries: what aliases share is flattened once.
+        # Anything else is reached once, and kept no longer than it is read.
+        self.flattened: dict[int, dict[str, tuple[_Node, _Node]]] = {}
         self.plain_tags: dict[str, str] = {}
         self.durations: dict[tuple[type, Any], float] = {}
         self.resolver = Resolver()
@@ -549,8 +549,10 @@ class _Reader:
         for name, (key, value) in entries.items():
             self.check_not_misplaced(name, key, value, node)
             self.read_job(name, key, value, shared_env, frozen_shared_env)
-            if id(value.value) not in self.anchored:  # read once: its entries can go
-                self.flattened.pop(id(value.value), None)
+            if id(value.value) not in self.anchored:
+                # Read, and no alias shares it: its nodes go now (bar those the draft keeps
+                # for errors), not with the whole tree, so tree and drafts do not add up.
+                value.value = ()
 
     def job_env(self, dotenv: dict[str, str], own: dict[str, str]) -> dict[str, str]:
         """A job's environment below its matrix values: the file's dotenv and env and
@@ -764,6 +766,11 @@ class _Reader:
         return found
 
     def check_cycles(self, jobs: dict[str, Job]) -> None:
+        # graphlib builds a node object and a successor list per job (40 MB for 100,000,
+        # the peak of a load): it is asked only once a walk along the needs found a cycle,
+        # and it still picks the cycle reported, as it always did.
+        if not _has_cycle(jobs):
+            return
         try:
             TopologicalSorter({name: job.needs for name, job in jobs.items()}).prepare()
         except CycleError as error:
@@ -1050,7 +1057,9 @@ class _Reader:
             self.fail(node, f"{what} must be {expected}, got {self.describe(node)}")
         found = self.flattened.get(id(node.value))
         if found is None:
-            found = self.flattened[id(node.value)] = self.flatten(node, 0)
+            found = self.flatten(node, 0)
+            if id(node.value) in self.anchored:
+                self.flattened[id(node.value)] = found
         self.charge(node, len(found))
         return found
 
@@ -1082,7 +1091,9 @@ class _Reader:
             if entries is None:
                 if depth >= MAX_MERGE_DEPTH:
                     self.fail(source, f"merge keys (<<) nest more than {MAX_MERGE_DEPTH} deep")
-                entries = self.flattened[id(source.value)] = self.flatten(source, depth + 1)
+                entries = self.flatten(source, depth + 1)
+                if id(source.value) in self.anchored:
+                    self.flattened[id(source.value)] = entries
             self.charge(source, len(entries))
             for name, pair in entries.items():
                 merged.setdefault(name, pair)
@@ -1208,6 +1219,30 @@ class _Reader:
 
     def fail(self, node: _Node, message: str) -> NoReturn:
         raise JobFileError(self.path, node.line + 1, node.column + 1, message)
+
+
+def _has_cycle(jobs: Mapping[str, Job]) -> bool:
+    """Whether following needs ever comes back to a job on the way (a depth-first walk)."""
+    done: set[str] = set()
+    for start in jobs:
+        if start in done:
+            continue
+        on_path = {start}
+        stack = [(start, iter(jobs[start].needs))]
+        while stack:
+            name, needs = stack[-1]
+            for need in needs:
+                if need in on_path:
+                    return True
+                if need not in done:
+                    on_path.add(need)
+                    stack.append((need, iter(jobs[need].needs)))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(name)
+                done.add(name)
+    return False
 
 
 def _as_written(node: _Node, path: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from graphlib import CycleError, TopologicalSorter
+
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -227,3 +229,29 @@ def test_byte_mutations_of_a_valid_file(changes):
 )
 def test_text_mutations_of_a_valid_file(changes):
     loads_or_refuses(mutate(VALID, changes))
+
+
+graphs = st.integers(min_value=1, max_value=8).flatmap(
+    lambda size: st.lists(st.lists(st.integers(0, size - 1), max_size=3), min_size=size, max_size=size)
+)
+
+
+@SETTINGS
+@given(graphs)
+def test_a_file_is_refused_for_a_cycle_exactly_when_its_needs_have_one(needs):
+    """The loader's own walk for cycles, before graphlib names one, misses none and invents none."""
+    text = "jobs:\n" + "".join(
+        f"  j{index}: {{run: x, needs: [{', '.join(f'j{need}' for need in sorted(set(items)))}]}}\n"
+        for index, items in enumerate(needs)
+    )
+    try:
+        TopologicalSorter({f"j{i}": [f"j{n}" for n in items] for i, items in enumerate(needs)}).prepare()
+        cycle = False
+    except CycleError:
+        cycle = True
+    try:
+        load_text(text, PATH)
+        refused = ""
+    except JobFileError as error:
+        refused = error.message
+    assert refused.startswith("dependency cycle: ") if cycle else refused == ""
