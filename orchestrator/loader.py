@@ -494,8 +494,8 @@ class _Reader:
         if "jobs" not in top:
             self.fail(root, "the job file has no jobs: add a jobs: mapping of job name to job")
         self.read_jobs(top["jobs"][1])
-        # The drafts keep the few nodes errors may still point at; the rest of the tree goes
-        # before the jobs are built, so the two never take memory at once.
+        # What is left of the tree (the job names, what aliases share) goes before the jobs
+        # are built; the drafts keep the few nodes errors may still point at.
         del root, top
         self.flattened.clear()
         jobs = self.resolve_jobs()
