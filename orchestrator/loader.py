@@ -453,22 +453,6 @@ class _Reader:
         self.drafts: dict[str, _Draft] = {}
         self.names = MatrixIndex()  # every job and matrix expansion, for resolving needs
         self.anchored: set[int] = set()  # id(value) of collections that aliases may share
-        self.field_readers = {
-            "run": self.read_run,
-            "resources": self.read_resources,
-            "host_resources": self.read_host_resources,
-            "timeout": self.read_timeout,
-            "retries": self.read_retries,
-            "retry_delay": self.read_retry_delay,
-            "cwd": self.read_cwd,
-            "allow_failure": self.read_allow_failure,
-            "tags": self.read_tags,
-            "description": self.read_description,
-            "shell": self.read_shell,
-            "dotenv": self.read_dotenv,
-            "inputs": self.read_inputs,
-            "outputs": self.read_outputs,
-        }
         # (job, need) -> the input that made it: its node and its path with variables replaced
         self.auto_needs: dict[tuple[str, str], tuple[_Node, str]] = {}
 
@@ -535,7 +519,7 @@ class _Reader:
             if name == "env":
                 self.base_env.update(self.read_env(value, "env of defaults"))
             else:
-                self.defaults[name] = self.field_readers[name](value, "defaults")
+                self.defaults[name] = _FIELD_READERS[name](self, value, "defaults")
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -578,8 +562,8 @@ class _Reader:
         for field, (_, value) in entries.items():
             if field == "env":
                 own_env = self.read_env(value, f"env of {owner}")
-            elif field in self.field_readers:  # needs and matrix are read below
-                fields[field] = self.field_readers[field](value, owner)
+            elif field in _FIELD_READERS:  # needs and matrix are read below
+                fields[field] = _FIELD_READERS[field](self, value, owner)
         dotenv = fields.pop("dotenv", {})  # the job's own, else the one of defaults
         env = shared_env
         if own_env is not None or "dotenv" in entries:
@@ -1219,6 +1203,27 @@ class _Reader:
 
     def fail(self, node: _Node, message: str) -> NoReturn:
         raise JobFileError(self.path, node.line + 1, node.column + 1, message)
+
+
+# How each job key is read, in a job and in defaults: functions, not the reader's bound
+# methods, which would make the reader a cycle that outlives the load (and that gc.freeze,
+# after a load for a whole run, would keep with its drafts for good).
+_FIELD_READERS: dict[str, Callable[[_Reader, _Node, str], Any]] = {
+    "run": _Reader.read_run,
+    "resources": _Reader.read_resources,
+    "host_resources": _Reader.read_host_resources,
+    "timeout": _Reader.read_timeout,
+    "retries": _Reader.read_retries,
+    "retry_delay": _Reader.read_retry_delay,
+    "cwd": _Reader.read_cwd,
+    "allow_failure": _Reader.read_allow_failure,
+    "tags": _Reader.read_tags,
+    "description": _Reader.read_description,
+    "shell": _Reader.read_shell,
+    "dotenv": _Reader.read_dotenv,
+    "inputs": _Reader.read_inputs,
+    "outputs": _Reader.read_outputs,
+}
 
 
 def _has_cycle(jobs: Mapping[str, Job]) -> bool:

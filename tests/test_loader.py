@@ -692,6 +692,18 @@ def test_gc_is_restored_after_success_and_failure():
         gc.enable()
 
 
+def test_the_reader_and_its_drafts_go_when_the_load_ends():
+    # Not left to the cyclic GC: after a load for a run, gc.freeze would keep them for good.
+    gc.collect()
+    gc.disable()
+    try:
+        read("jobs: {a: {run: make}, b: {run: make, needs: [a], outputs: [x]}}")
+        left = [type(o).__name__ for o in gc.get_objects() if isinstance(o, (loader._Reader, loader._Draft))]
+    finally:
+        gc.enable()
+    assert left == []
+
+
 def big_job_file(count: int) -> str:
     lines = ["version: 1", "jobs:", '  j0: {run: "true"}']
     lines += [f'  j{i}: {{run: "true", needs: [j{i - 1}]}}' for i in range(1, count)]
