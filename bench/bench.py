@@ -683,9 +683,7 @@ def bench_uptodate(tmp, count, rounds):
     write(edited, ["edited"])
     row = Row(f"(k) {count:,} jobs, one input edited", "orchestrate run")
     try:
-        seconds, rss = measure(
-            orchestrate_run(jobfile, log_dir, fresh=False), directory
-        )
+        seconds, rss = measure(orchestrate_run(jobfile, log_dir, fresh=False), directory)
         row.seconds, row.rss_mb = [seconds], [rss]
         ran = statuses().get("ok", 0)
         row.notes.append(f"{ran} job(s) ran (target exactly 1: {met(ran == 1)})")
