@@ -454,3 +454,63 @@ def test_the_c_build_example_is_incremental(tmp_path):
         "app": "ok",
         "check": "ok",
     }
+
+
+# -- the no-op decision in this process, against a real run state ----------------------------
+
+
+def _nothing_to_do(directory, **asked):
+    from orchestrator.graph import select
+    from orchestrator.loader import load
+    from orchestrator.makeflags import parse_makeflags
+    from orchestrator.noop import nothing_to_do
+    from orchestrator.run import RunRequest
+
+    jobfile = load(str(directory / "jobs.yaml"))
+    names = select(jobfile.jobs, asked.pop("targets", []), [], [], [])
+    request = RunRequest(file=str(directory / "jobs.yaml"), **asked)
+    return nothing_to_do(jobfile, names, request, parse_makeflags(asked.get("makeflags", "")))
+
+
+def test_the_no_op_decision_answers_only_when_every_job_is_up_to_date(build):
+    assert _nothing_to_do(build) is None  # no state yet
+    run_json(build)
+    summary = _nothing_to_do(build, targets=["gen", "copy"])
+    assert [(r.name, r.status.value) for r in summary.results] == [
+        ("gen", "up-to-date"),
+        ("copy", "up-to-date"),
+    ]
+    assert summary.exit_code == 0 and len(summary.run_id) == 12
+    assert _nothing_to_do(build, force=True) is None and _nothing_to_do(build, resume=True) is None
+    (build / "other.txt").write_text("changed\n")
+    assert _nothing_to_do(build) is None  # count must run
+    assert _nothing_to_do(build, targets=["copy"]) is not None  # copy and gen do not read it
+    history = run_cli("history", "-f", build / "jobs.yaml", cwd=build).stdout
+    # The two decisions that said yes are on record; the ones that said no left nothing.
+    assert history.count("2 up-to-date") == 2 and len(history.splitlines()) == 2 + 3, history
+
+
+def test_the_no_op_decision_leaves_jobs_without_outputs_and_held_locks_to_the_engine(build, write_jobs):
+    import fcntl
+
+    run_json(build)
+    lock = build / ".orchestrate" / "locks" / "jobs.yaml.lock"
+    with open(lock, "r+b") as held:  # another run is making a job (a lock is per process)
+        fcntl.lockf(held, fcntl.LOCK_EX, 1, 12345)
+        child_check = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; sys.path[:0] = sys.argv[1:2]; import test_uptodate as t, pathlib; "
+                "print(t._nothing_to_do(pathlib.Path(sys.argv[2])) is None)",
+                os.path.dirname(__file__),
+                str(build),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert child_check.stdout.strip() == "True", child_check.stderr
+    assert _nothing_to_do(build) is not None  # the lock is free again
+    (build / "jobs.yaml").write_text(BUILD + "  plain:\n    run: echo plain\n")
+    assert _nothing_to_do(build) is None  # a job without outputs always runs
