@@ -323,7 +323,9 @@ class StateStore:
         for name, status, fingerprint_, success_fingerprint, success_end, detail, durations in rows:
             success = None
             if success_fingerprint is not None:
-                success = SuccessRecord(success_fingerprint, _decode_json(detail or "{}"), success_end or 0.0)
+                success = SuccessRecord(
+                    success_fingerprint, _decode_json(detail) if detail else {}, success_end or 0.0
+                )
             latest[name] = Latest(status, fingerprint_, success, durations)
         return latest
 
