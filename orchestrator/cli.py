@@ -579,7 +579,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator.run import OutputAbandoned, RunRequest, run
+    from orchestrator.options import RunRequest
+    from orchestrator.run import OutputAbandoned, run
 
     source, words = source_and_targets(args)
     targets, variables = split_variables(words)

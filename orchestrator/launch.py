@@ -20,14 +20,14 @@ from orchestrator.listeners import Fanout, RunListener
 from orchestrator.logs import LogStore
 from orchestrator.makeflags import MakeFlags, parse_makeflags
 from orchestrator.model import JobFile
-from orchestrator.options import OutputMode, ProgressMode
+from orchestrator.options import OutputMode, ProgressMode, RunRequest
 from orchestrator.output import Reporter
 from orchestrator.recorder import StateRecorder
 from orchestrator.results import RunSummary, StopReason
-from orchestrator.run import RunRequest, tracks_files
 from orchestrator.schedule import Forecast
 from orchestrator.supervisor import Supervisor
 from orchestrator.threads import quiet_thread_pool
+from orchestrator.uptodate import tracks_files
 
 SIGNAL_STOPS = {
     signal.SIGINT: StopReason.SIGINT,

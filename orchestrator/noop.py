@@ -5,18 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from orchestrator import graph, state
 from orchestrator.hashing import Hasher
 from orchestrator.makeflags import MakeFlags
 from orchestrator.model import JobFile
-from orchestrator.options import ProgressMode
+from orchestrator.options import ProgressMode, RunRequest
 from orchestrator.results import JobResult, RunSummary, Status
 from orchestrator.uptodate import Checker, StateBuildStore
-
-if TYPE_CHECKING:  # run imports this module
-    from orchestrator.run import RunRequest
 
 
 def nothing_to_do(

@@ -1,8 +1,9 @@
-"""The choices a run is given on the command line, as enums the rooms compare by identity."""
+"""The choices a run is given on the command line: enums the rooms compare by identity, and the request."""
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
 
 
 class FailurePolicy(str, enum.Enum):
@@ -41,3 +42,36 @@ class Schedule(str, enum.Enum):
 def values(choices: type[enum.Enum]) -> list[str]:
     """The command-line spellings of an enum's members, for argparse `choices`."""
     return [member.value for member in choices]
+
+
+@dataclass
+class RunRequest:
+    file: str
+    targets: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)  # not run, and done for jobs that need them
+    exclude_tags: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)  # NAME=VALUE words: in every job's env
+    data: bytes | None = None  # the job file's contents when read from stdin (file is then "<stdin>")
+    jobs: int | None = None
+    policy: FailurePolicy = FailurePolicy.STOP
+    dry_run: bool = False
+    timeout: float | None = None
+    kill_grace: float = 5.0
+    output: OutputMode = OutputMode.GROUPED
+    progress: ProgressMode = ProgressMode.AUTO
+    report: str = "table"
+    table_format: str = "simple"
+    report_files: list[str] = field(default_factory=list)
+    trace: str | None = None  # a Chrome trace-event file to write
+    log_dir: str | None = None
+    state_dir: str | None = None  # default .orchestrate beside the job file
+    arguments: list[str] = field(default_factory=list)  # the command line, for the run's record
+    processes: int = 1
+    resume: bool = False
+    quiet: bool = False
+    color: bool | str = "auto"  # auto, always or never (or a decided bool)
+    executor: str = "local"  # or dask://HOST:PORT, dask-local:N
+    forward_env: list[str] = field(default_factory=list)  # caller variables sent to remote jobs
+    schedule: Schedule = Schedule.CRITICAL
+    force: bool = False  # -B: run jobs even when they are up to date

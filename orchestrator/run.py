@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import IO, Any
 
-from orchestrator import graph, state
+from orchestrator import graph, state, uptodate
+from orchestrator.hashing import Hasher
 from orchestrator.loader import load_for_process
 from orchestrator.makeflags import parse_makeflags
 from orchestrator.model import JobFile
 from orchestrator.noop import nothing_to_do
-from orchestrator.options import FailurePolicy, OutputMode, ProgressMode, Schedule
+from orchestrator.options import RunRequest
 from orchestrator.results import RunSummary
 
 
@@ -24,39 +24,6 @@ class OutputAbandoned(Exception):
     def __init__(self, exit_code: int) -> None:
         super().__init__(exit_code)
         self.exit_code = exit_code
-
-
-@dataclass
-class RunRequest:
-    file: str
-    targets: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)  # not run, and done for jobs that need them
-    exclude_tags: list[str] = field(default_factory=list)
-    variables: dict[str, str] = field(default_factory=dict)  # NAME=VALUE words: in every job's env
-    data: bytes | None = None  # the job file's contents when read from stdin (file is then "<stdin>")
-    jobs: int | None = None
-    policy: FailurePolicy = FailurePolicy.STOP
-    dry_run: bool = False
-    timeout: float | None = None
-    kill_grace: float = 5.0
-    output: OutputMode = OutputMode.GROUPED
-    progress: ProgressMode = ProgressMode.AUTO
-    report: str = "table"
-    table_format: str = "simple"
-    report_files: list[str] = field(default_factory=list)
-    trace: str | None = None  # a Chrome trace-event file to write
-    log_dir: str | None = None
-    state_dir: str | None = None  # default .orchestrate beside the job file
-    arguments: list[str] = field(default_factory=list)  # the command line, for the run's record
-    processes: int = 1
-    resume: bool = False
-    quiet: bool = False
-    color: bool | str = "auto"  # auto, always or never (or a decided bool)
-    executor: str = "local"  # or dask://HOST:PORT, dask-local:N
-    forward_env: list[str] = field(default_factory=list)  # caller variables sent to remote jobs
-    schedule: Schedule = Schedule.CRITICAL
-    force: bool = False  # -B: run jobs even when they are up to date
 
 
 def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
@@ -102,27 +69,20 @@ def print_dry_run(
     stdout.flush()
 
 
-def tracks_files(jobfile: JobFile, names: list[str]) -> bool:
-    """Whether any of these jobs has inputs or outputs: else no up-to-date check is made."""
-    return any(jobfile.jobs[name].inputs or jobfile.jobs[name].outputs for name in names)
-
-
 def explain(jobfile: JobFile, names: list[str], state_dir: str | None = None) -> dict[str, str | None]:
     """Why each job (needs first) would run, or None when it is up to date; reads the state
     without recording a run."""
-    from orchestrator.hashing import Hasher
-    from orchestrator.uptodate import BuildStore, Checker, MemoryStore, StateBuildStore
-    from orchestrator.uptodate import explain as reasons
-
     directory = state.state_directory(jobfile.directory, state_dir)
     store: state.StateStore | None = None
-    builds: BuildStore = MemoryStore()  # no state yet: every job never ran
+    builds: uptodate.BuildStore = uptodate.MemoryStore()  # no state yet: every job never ran
     if os.path.exists(os.path.join(directory, "state.db")):
         store = state.StateStore(directory, jobfile.path, threaded=False)  # no hub to protect
         store.read()
-        builds = StateBuildStore(store)
+        builds = uptodate.StateBuildStore(store)
     try:
-        return reasons(Checker(builds, Hasher(builds), jobfile.directory), jobfile.jobs, names)
+        return uptodate.explain(
+            uptodate.Checker(builds, Hasher(builds), jobfile.directory), jobfile.jobs, names
+        )
     finally:
         if store is not None:
             store.close()
@@ -130,7 +90,7 @@ def explain(jobfile: JobFile, names: list[str], state_dir: str | None = None) ->
 
 def up_to_date_jobs(jobfile: JobFile, names: list[str], state_dir: str | None) -> frozenset[str]:
     """The jobs a run would find up to date (for -n)."""
-    if not tracks_files(jobfile, names):
+    if not uptodate.tracks_files(jobfile, names):
         return frozenset()
     return frozenset(name for name, reason in explain(jobfile, names, state_dir).items() if reason is None)
 

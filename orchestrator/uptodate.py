@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from orchestrator.hashing import Hasher, Snapshot, is_glob
-from orchestrator.model import Job
+from orchestrator.model import Job, JobFile
 from orchestrator.results import JobResult, Status
 
 if TYPE_CHECKING:  # state imports gevent; the decision logic does not need it
@@ -115,6 +115,11 @@ class StateBuildStore:
         if succeeded and self.recorder is not None:
             self.made[name] = Record(True, dict(detail), time.time())
             self.recorder.set_detail(name, dict(detail))
+
+
+def tracks_files(jobfile: JobFile, names: list[str]) -> bool:
+    """Whether any of these jobs has inputs or outputs: else no up-to-date check is made."""
+    return any(jobfile.jobs[name].inputs or jobfile.jobs[name].outputs for name in names)
 
 
 def _digest(text: str) -> str:

@@ -464,7 +464,7 @@ def _nothing_to_do(directory, **asked):
     from orchestrator.loader import load
     from orchestrator.makeflags import parse_makeflags
     from orchestrator.noop import nothing_to_do
-    from orchestrator.run import RunRequest
+    from orchestrator.options import RunRequest
 
     jobfile = load(str(directory / "jobs.yaml"))
     names = select(jobfile.jobs, asked.pop("targets", []), [], [], [])
