@@ -438,6 +438,9 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # bare `orchestrate`: what it can do, as git does
+        parser.print_help(sys.stderr)
+        parser.exit(EXIT_USAGE)
     args, extra = parser.parse_known_args(argv)
     own = subparsers(parser)[args.command]
     takes_jobs = hasattr(args, "targets")

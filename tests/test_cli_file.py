@@ -124,6 +124,13 @@ def test_a_missing_named_file_has_no_made_up_position(tmp_path):
 # -- help ---------------------------------------------------------------------------------
 
 
+def test_bare_orchestrate_prints_the_help_and_exits_2(tmp_path):
+    result = run_cli(cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("usage: orchestrate") and "run the named jobs" in result.stderr
+    assert "exit codes:" in result.stderr
+
+
 def test_every_argument_of_every_subcommand_has_help():
     for name, parser in subparsers(build_parser()).items():
         if name.startswith("__"):
