@@ -197,7 +197,7 @@ class Process:
         write_fd: int,
         pass_fds: tuple[int, ...] = (),
     ) -> int:
-        if cwd is None or cwd == os.getcwd():  # posix_spawn cannot change directory
+        if cwd is None or cwd == supervisor.directory:  # posix_spawn cannot change directory
             return _posix_spawn(supervisor.find_program(argv[0], env), argv, env, write_fd, pass_fds)
         popen = subprocess.Popen(
             argv,

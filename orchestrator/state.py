@@ -404,7 +404,7 @@ class StateStore:
         """Seconds each job took, the median of its recent successful runs."""
         import statistics  # only the scheduler asks: a run with nothing to do never does
 
-        return {name: statistics.median(x.durations) for name, x in self.latest.items() if x.durations}
+        return {name: statistics.median(recent) for name, x in self.latest.items() if (recent := x.durations)}
 
     def all_hashes(self) -> dict[str, tuple[int, int, int, str]]:
         """Every stored digest, path -> (size, mtime_ns, inode, digest), in one query: a run

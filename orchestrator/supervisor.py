@@ -53,6 +53,7 @@ class Supervisor:
         self.protected: set[int] = set()  # our own helpers (worker processes)
         self.subreaper = False
         self._program_paths: dict[tuple[str, str], str] = {}
+        self.directory = os.getcwd()  # where this process runs (nothing here changes folder)
         self._scheduled: Greenlet[..., Any] | None = None
 
     # -- launching --
