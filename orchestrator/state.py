@@ -80,6 +80,9 @@ CREATE TABLE IF NOT EXISTS file_hashes (
     digest TEXT NOT NULL) WITHOUT ROWID;
 """
 
+Statements = list[tuple[str, list[tuple[Any, ...]]]]  # (SQL, its rows): one transaction's work
+_INSERT_RUN = "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)"
+_INSERT_HASH = "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)"
 _INSERT_RESULT = "INSERT OR REPLACE INTO results VALUES (" + ",".join("?" * 21) + ")"
 # A job that never started (up to date, skipped, cancelled): most columns are empty, and
 # binding 21 values a row cost a no-op run of 1,000 jobs 5 ms more than these 9.
@@ -180,7 +183,7 @@ class StateStore:
             self.pool = quiet_thread_pool(1)
         self.broken = False  # warned once; from now on no state
         self.run_row: tuple[Any, ...] | None = None
-        self.written: list[tuple[str, list[tuple[Any, ...]]]] = []  # this run's statements, for a replay
+        self.written: Statements = []  # this run's statements, for a replay
         self.latest: dict[str, Latest] = {}
 
     def _call(self, work: Callable[..., T], *args: Any) -> T:
@@ -275,7 +278,7 @@ class StateStore:
             with connection:
                 connection.execute("BEGIN IMMEDIATE")
                 if self.run_row is not None:
-                    connection.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)", self.run_row)
+                    connection.execute(_INSERT_RUN, self.run_row)
                 for statement, rows in self.written:
                     connection.executemany(statement, rows)
         except (sqlite3.Error, OSError) as again:
@@ -296,7 +299,7 @@ class StateStore:
         with connection:
             connection.execute("BEGIN IMMEDIATE")
             if self.run_row is not None:
-                connection.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)", self.run_row)
+                connection.execute(_INSERT_RUN, self.run_row)
             self._prune(connection)
         return self._read_latest(connection)
 
@@ -329,12 +332,16 @@ class StateStore:
             latest[name] = Latest(status, fingerprint_, success, durations)
         return latest
 
-    def _write(self, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    def _write(self, statements: Statements, prune: bool = False) -> None:
+        """Commit the statements in one transaction (and keep only the last runs: `prune`)."""
+
         def commit(connection: sqlite3.Connection) -> None:
             with connection:
                 connection.execute("BEGIN IMMEDIATE")
                 for statement, rows in statements:
                     connection.executemany(statement, rows)
+                if prune:
+                    self._prune(connection)
 
         self.written.extend(statements)
         self._safely(commit)
@@ -342,9 +349,14 @@ class StateStore:
     # -- the hub's side --
     def begin(self, run_id: str, selection: Iterable[str], arguments: list[str], start: float) -> None:
         """Record the run, prune old runs, and read what is on record about this file's jobs."""
-        self.run_row = (run_id, self.job_file, _encode_json(list(selection)), _encode_json(arguments), start)
-        self.run_row += (None, None, None)
+        self.run_row = (*self._run_fields(run_id, selection, arguments, start), None, None, None)
         self.latest = self._call(self._safely, self._begin, {})
+
+    def _run_fields(
+        self, run_id: str, selection: Iterable[str], arguments: list[str], start: float
+    ) -> tuple[Any, ...]:
+        """A run's row up to its start; its end, stop reason and exit code follow."""
+        return (run_id, self.job_file, _encode_json(list(selection)), _encode_json(arguments), start)
 
     def read(self) -> dict[str, Latest]:
         """What is on record about this file's jobs, read without writing (`-n`, explain, and
@@ -354,9 +366,7 @@ class StateStore:
         self.latest = self._call(self._safely, self._read_latest, {})
         return self.latest
 
-    def write(
-        self, statements: list[tuple[str, list[tuple[Any, ...]]]], then: Callable[[], None] | None = None
-    ) -> None:
+    def write(self, statements: Statements, then: Callable[[], None] | None = None) -> None:
         """Commit these statements in one transaction in the store's thread, waiting for it
         cooperatively; `then` runs in the thread after the commit (releasing job locks)."""
 
@@ -420,8 +430,7 @@ class StateStore:
 
     def store_hashes(self, rows: Iterable[tuple[str, int, int, int, str]]) -> None:
         """Remember digests: rows of (path, size, mtime_ns, inode, digest); committed off the hub."""
-        statement = "INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)"
-        self.write([(statement, [tuple(row) for row in rows])])
+        self.write([(_INSERT_HASH, [tuple(row) for row in rows])])
 
     def end(self, summary: RunSummary) -> None:
         if self.run_row is None:
@@ -450,21 +459,11 @@ class StateStore:
         stop = summary.stop_reason.value if summary.stop_reason else None
         start = summary.started or time.time()
         run = (
-            *(summary.run_id, self.job_file, _encode_json(list(selection)), _encode_json(arguments), start),
+            *self._run_fields(summary.run_id, selection, arguments, start),
             *(start + summary.elapsed, stop, summary.exit_code),
         )
-        hashed = ("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?,?)", [tuple(row) for row in hashes])
-        statements = [("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?)", [run]), *statements, hashed]
-
-        def commit(connection: sqlite3.Connection) -> None:
-            with connection:
-                connection.execute("BEGIN IMMEDIATE")
-                for statement, rows in statements:
-                    connection.executemany(statement, rows)
-                self._prune(connection)
-
-        self.written.extend(statements)
-        self._call(self._safely, commit)
+        hashed = (_INSERT_HASH, [tuple(row) for row in hashes])
+        self._call(self._write, [(_INSERT_RUN, [run]), *statements, hashed], True)
 
     def close(self) -> None:
         """Wait for every commit, then close the connection and the thread."""
@@ -694,9 +693,6 @@ class JobLocks:
 
     def close(self) -> None:
         os.close(self.fd)  # drops every lock still held
-
-
-Statements = list[tuple[str, list[tuple[Any, ...]]]]
 
 
 def _never_started(result: JobResult) -> bool:

@@ -81,7 +81,7 @@ class StateBuildStore:
         self.recorder = recorder
         self.made: dict[str, Record] = {}  # successes of this run, before their commit
         self.hashes = store.all_hashes()
-        self.new_hashes: list[tuple[str, int, int, int, str]] = []  # what this store hashed
+        self.new_hashes: list[tuple[str, int, int, int, str]] = []  # hashed, not yet stored
 
     def cached_hash(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
         known = self.hashes.get(path)
@@ -91,9 +91,10 @@ class StateBuildStore:
         rows = list(rows)
         for path, size, mtime_ns, inode, digest in rows:
             self.hashes[path] = (size, mtime_ns, inode, digest)
-        self.new_hashes += rows
-        if self.recorder is not None:  # explain and -n only read; a run with nothing to do writes them last
+        if self.recorder is not None:
             self.store.store_hashes(rows)
+        else:  # explain and -n only read; a run with nothing to do writes them with its record
+            self.new_hashes += rows
 
     def last_record(self, name: str, fresh: bool = False) -> Record | None:
         if name in self.made:
