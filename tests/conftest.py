@@ -1,5 +1,6 @@
 """Shared test helpers: the controllable child and running the real CLI."""
 
+import json
 import os
 import shlex
 import subprocess
@@ -63,6 +64,19 @@ def run_cli(*args, cwd=None, env=None, timeout=120, **kwargs) -> subprocess.Comp
         timeout=timeout,
         **kwargs,
     )
+
+
+def run_json(directory, *args):
+    """Run jobs.yaml in `directory` through the CLI; each job's status (from the JSON report)
+    and the names that ran, sorted (jobs that append their name to ran.log)."""
+    log = directory / "ran.log"
+    log.unlink(missing_ok=True)
+    report = directory / "report.json"
+    result = run_cli("run", "-f", directory / "jobs.yaml", "--report-file", report, *args, cwd=directory)
+    assert result.returncode == 0, result.stdout + result.stderr
+    statuses = {job["name"]: job["status"] for job in json.loads(report.read_text())["jobs"]}
+    ran = log.read_text().split() if log.exists() else []
+    return statuses, sorted(ran)
 
 
 def start_cli(*args, text=True, **kwargs) -> subprocess.Popen:

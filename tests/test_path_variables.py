@@ -1,8 +1,6 @@
 """$NAME and ${NAME} in `inputs`/`outputs`: each matrix instance has its own paths; through the real CLI."""
 
-import json
-
-from conftest import run_cli
+from conftest import run_cli, run_json
 
 BUILD = """\
 jobs:
@@ -12,17 +10,6 @@ jobs:
     run: "echo $OS > out-$OS.txt && echo $OS >> ran.log"
     outputs: ["out-${OS}.txt"]
 """
-
-
-def run_json(directory, *args):
-    """Run jobs.yaml in `directory`; each job's status, and what ran (from ran.log)."""
-    log = directory / "ran.log"
-    log.unlink(missing_ok=True)
-    report = directory / "report.json"
-    result = run_cli("run", "-f", directory / "jobs.yaml", "--report-file", report, *args, cwd=directory)
-    assert result.returncode == 0, result.stdout + result.stderr
-    statuses = {job["name"]: job["status"] for job in json.loads(report.read_text())["jobs"]}
-    return statuses, sorted(log.read_text().split()) if log.exists() else []
 
 
 def validate(directory, text, *args, **kwargs):

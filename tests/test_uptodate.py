@@ -9,7 +9,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import child, run_cli, wait_for
+from conftest import child, run_cli, run_json, wait_for
 
 from orchestrator.hashing import Hasher
 from orchestrator.model import Job
@@ -43,18 +43,6 @@ def build(tmp_path):
     path = tmp_path / "jobs.yaml"
     path.write_text(BUILD)
     return tmp_path
-
-
-def run_json(directory, *args):
-    """Run the job file in `directory`; each job's status, and the names that ran."""
-    log = directory / "ran.log"
-    log.unlink(missing_ok=True)
-    report = directory / "report.json"
-    result = run_cli("run", "-f", directory / "jobs.yaml", "--report-file", report, *args, cwd=directory)
-    assert result.returncode == 0, result.stdout + result.stderr
-    statuses = {job["name"]: job["status"] for job in json.loads(report.read_text())["jobs"]}
-    ran = log.read_text().split() if log.exists() else []
-    return statuses, sorted(ran)
 
 
 def explain(directory, *args):
