@@ -48,21 +48,12 @@ class RunState:
     resumed: frozenset[str] = frozenset()
 
     @classmethod
-    def open(cls, jobfile: JobFile, request: RunRequest, names: list[str], run_id: str | None) -> RunState:
-        """Open the state beside the job file; record the run unless `run_id` is None (a
-        dry run). A folder that cannot be written: one warning, and a run without state."""
+    def open(cls, jobfile: JobFile, request: RunRequest, names: list[str], run_id: str) -> RunState:
+        """Open the state beside the job file and record the run. A folder that cannot be
+        written: one warning, and a run without state."""
         directory = state.state_directory(jobfile.directory, request.state_dir)
         log_dir = request.log_dir or state.log_directory(directory, request.file)
         fingerprints = {name: state.fingerprint(jobfile.jobs[name]) for name in names}
-        if run_id is None:
-            if not os.path.exists(os.path.join(directory, "state.db")):
-                return cls(None, None, log_dir, fingerprints)
-            store = state.StateStore(directory, request.file)
-            latest = store.read()
-            store.close()
-            return cls(
-                None, None, log_dir, fingerprints, cls._resumed(latest, jobfile, fingerprints, names, request)
-            )
         try:
             os.makedirs(os.path.dirname(state.lock_path(directory, request.file)), exist_ok=True)
             if request.log_dir is None:
@@ -84,21 +75,10 @@ class RunState:
         store = state.StateStore(directory, request.file)
         store.begin(run_id, names, request.arguments, locks.run_start)
         locks.store = store
-        resumed = cls._resumed(store.latest, jobfile, fingerprints, names, request)
+        resumed: frozenset[str] = frozenset()
+        if request.resume:
+            resumed = state.resumed_jobs(store.latest, jobfile.jobs, names, fingerprints)
         return cls(store, locks, log_dir, fingerprints, resumed)
-
-    @staticmethod
-    def _resumed(
-        latest: dict[str, state.Latest],
-        jobfile: JobFile,
-        fingerprints: dict[str, str],
-        names: list[str],
-        request: RunRequest,
-    ) -> frozenset[str]:
-        if not request.resume:
-            return frozenset()
-        needs = {name: jobfile.jobs[name].needs for name in names}
-        return frozenset(state.jobs_to_skip(latest, fingerprints, needs, graph.order(jobfile.jobs, names)))
 
     def recorder(self, run_id: str, names: list[str]) -> StateRecorder:
         return StateRecorder(self.store, run_id, names, self.fingerprints, self.locks)

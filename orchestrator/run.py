@@ -97,15 +97,16 @@ def up_to_date_jobs(jobfile: JobFile, names: list[str], state_dir: str | None) -
 
 def dry_run_resumed(jobfile: JobFile, names: list[str], request: RunRequest) -> frozenset[str]:
     """What `--resume` would skip, read without recording a run."""
-    if not request.resume:
+    directory = state.state_directory(jobfile.directory, request.state_dir)
+    if not request.resume or not os.path.exists(os.path.join(directory, "state.db")):
         return frozenset()
-    from orchestrator.launch import RunState
-
-    run_state = RunState.open(jobfile, request, names, None)
+    store = state.StateStore(directory, request.file, threaded=False)  # no hub to protect
     try:
-        return run_state.resumed
+        latest = store.read()
     finally:
-        run_state.close()
+        store.close()
+    fingerprints = {name: state.fingerprint(jobfile.jobs[name]) for name in names}
+    return state.resumed_jobs(latest, jobfile.jobs, names, fingerprints)
 
 
 def report(summary: RunSummary, request: RunRequest, jobfile: JobFile, stdout: Any) -> None:

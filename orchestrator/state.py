@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from orchestrator.graph import order
 from orchestrator.logs import safe_file_name
 from orchestrator.model import Job
 from orchestrator.results import Attempt, JobResult, RunSummary, Status, StopReason
@@ -609,6 +610,14 @@ def jobs_to_skip(
             continue
         done.add(name)
     return done
+
+
+def resumed_jobs(
+    latest: Mapping[str, Latest], jobs: Mapping[str, Job], names: list[str], fingerprints: Mapping[str, str]
+) -> frozenset[str]:
+    """The selected jobs `--resume` skips (see jobs_to_skip), in a run or a dry run."""
+    needs = {name: jobs[name].needs for name in names}
+    return frozenset(jobs_to_skip(latest, fingerprints, needs, order(jobs, names)))
 
 
 class JobLocks:
