@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.listeners import RunListener
 from orchestrator.model import describe_seconds
 from orchestrator.options import ProgressMode
 from orchestrator.results import JobResult, RunSummary
+
+if TYPE_CHECKING:  # gevent is imported where the ticker starts
+    from gevent import Greenlet
 
 COLOR_MODES = ("auto", "always", "never")
 CLEAR_LINE = b"\r\x1b[K"
@@ -86,9 +88,8 @@ class StatusLine(RunListener):
         self.shown = b""
         self.on_change: Callable[[], None] = lambda: None
         self.tick = tick
-        self.ticking = False
+        self.ticker: Greenlet[..., None] | None = None
         self.ended = False  # the run ended or the listener closed: never tick again
-        self.stop_ticker: Callable[[], None] = lambda: None
 
     def started(self, name: str) -> None:
         self.running[name] = None
@@ -101,7 +102,7 @@ class StatusLine(RunListener):
     def job_started(self, name: str, slot: int, at: float) -> None:
         self.started(name)
         self.on_change()
-        if self.time_left is not None and not self.ticking and not self.ended:
+        if self.time_left is not None and self.ticker is None and not self.ended:
             self.start_ticking()
 
     def job_finished(self, result: JobResult) -> None:
@@ -117,23 +118,25 @@ class StatusLine(RunListener):
     def start_ticking(self) -> None:
         import gevent  # here, not at the top: a run with nothing to start never loads gevent
 
-        self.ticking = True
-        ticker = gevent.spawn(self._tick)
-        self.stop_ticker = partial(ticker.kill, block=False)
+        self.ticker = gevent.spawn(self._tick)
+
+    @property
+    def ticking(self) -> bool:
+        return self.ticker is not None and not self.ended
 
     def stop_ticking(self) -> None:
         # The flag, not the kill alone, ends it at once: a kill that does not block is
         # delivered on a later turn of the hub, after a due tick could still have fired.
         self.ended = True
-        self.ticking = False
-        self.stop_ticker()
+        if self.ticker is not None:
+            self.ticker.kill(block=False)
 
     def _tick(self) -> None:
         import gevent
 
         while True:
             gevent.sleep(self.tick)
-            if not self.ticking:
+            if self.ended:
                 return
             self.on_change()  # the same path as an event's redraw: a message to the reporter
 
