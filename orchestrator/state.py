@@ -738,14 +738,13 @@ def result_statements(
         fp = fingerprints.get(name)
         detail = details.pop(name, None)
         position = positions.get(name, -1)
+        status = result.status.value
         if detail is None and _never_started(result):
-            status_ = result.status.value
             unstarted.append(
-                (run_id, job_file, position, name, status_, fp, result.log_path, result.reason, result.ready)
+                (run_id, job_file, position, name, status, fp, result.log_path, result.reason, result.ready)
             )
         else:
             inserted.append(result_row(run_id, job_file, position, result, fp, detail))
-        status = result.status.value
         if status in NEVER_RAN:
             continue
         end = result.end or time.time()
