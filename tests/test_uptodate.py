@@ -131,6 +131,30 @@ def test_a_changed_command_or_env_value_reruns(build):
     assert result.stdout == "gen: env MODE changed\n"
 
 
+def test_a_changed_shell_or_cwd_reruns(tmp_path):
+    for folder in ("a", "b"):  # the same input, and the output it makes, in both folders
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "src.txt").write_text("x\n")
+        (tmp_path / folder / "out.txt").write_text("x\n")
+
+    def write(shell, cwd):
+        (tmp_path / "jobs.yaml").write_text(
+            f"jobs:\n  copy:\n    run: cp src.txt out.txt && echo copy >> ../ran.log\n    shell: {shell}\n"
+            f"    cwd: {cwd}\n    inputs: [src.txt]\n    outputs: [out.txt]\n"
+        )
+
+    write("sh", "a")
+    assert run_json(tmp_path)[1] == ["copy"]
+    assert run_json(tmp_path)[1] == []
+    write("bash", "a")
+    assert explain(tmp_path) == {"copy": "command changed"}
+    assert run_json(tmp_path)[1] == ["copy"]
+    write("bash", "b")
+    assert explain(tmp_path) == {"copy": "command changed"}
+    assert run_json(tmp_path)[1] == ["copy"]
+    assert run_json(tmp_path)[1] == []
+
+
 def test_force_runs_jobs_that_are_up_to_date(build):
     run_json(build)
     assert run_json(build, "-B")[1] == ["copy", "count", "gen"]
