@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import IO, Any
@@ -42,6 +43,10 @@ def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
     if summary is None:
         from orchestrator.launch import execute  # gevent and the engine: only when a job runs
 
+        # Start-up is over (cli.main turned the GC off). What it made lives as long as the run:
+        # frozen, the first collections need not scan it.
+        gc.freeze()
+        gc.enable()
         summary, abandoned = execute(jobfile, names, request, make)
     report(summary, request, jobfile, None if abandoned else stdout)
     if abandoned:
