@@ -12,7 +12,6 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from orchestrator.graph import order
@@ -130,8 +129,7 @@ class Latest(NamedTuple):
         return tuple(_decode_json(self.recent)) if self.recent else ()
 
 
-@dataclass(frozen=True)
-class RunRecord:
+class RunRecord(NamedTuple):
     """One row of `orchestrate history`."""
 
     run_id: str
@@ -413,9 +411,9 @@ class StateStore:
 
     def expected_durations(self) -> dict[str, float]:
         """Seconds each job took, the median of its recent successful runs."""
-        import statistics  # only the scheduler asks: a run with nothing to do never does
+        from orchestrator.schedule import median  # only the scheduler asks: a no-op run never does
 
-        return {name: statistics.median(recent) for name, x in self.latest.items() if (recent := x.durations)}
+        return {name: median(recent) for name, x in self.latest.items() if (recent := x.durations)}
 
     def all_hashes(self) -> dict[str, tuple[int, int, int, str]]:
         """Every stored digest, path -> (size, mtime_ns, inode, digest), in one query: a run

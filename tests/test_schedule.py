@@ -2,9 +2,12 @@
 
 import heapq
 import itertools
+import statistics
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from conftest import run_cli
 from fakes import FakeExecutor, jobs_of, make_engine
 
@@ -20,6 +23,7 @@ from orchestrator.schedule import (
     Forecast,
     expected_durations,
     expected_left,
+    median,
     priorities,
     ready_queue,
     time_left,
@@ -58,6 +62,11 @@ def test_with_nothing_known_every_job_is_one_unit():
 def test_unusable_records_are_ignored():
     durations = expected_durations(["a", "b", "c"], {"a": float("nan"), "b": -1.0, "c": 4.0})
     assert durations == {"a": 4.0, "b": 4.0, "c": 4.0}
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e6), min_size=1, max_size=40))
+def test_median_is_the_statistics_median(values):
+    assert median(values) == statistics.median(values)
 
 
 # ---------------------------------------------------------------- priorities
