@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from orchestrator.errors import UsageError
 
@@ -13,8 +13,7 @@ JOB_FILE_SUFFIXES = (".yaml", ".yml")
 STDIN_NAME = "<stdin>"
 
 
-@dataclass(frozen=True)
-class JobSource:
+class JobSource(NamedTuple):
     """The job file to load: its path (the name errors use) and, for stdin, its contents."""
 
     path: str

@@ -8,13 +8,12 @@ happen; a listener must not block (one that does I/O hands it to a thread or an 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from orchestrator.results import Attempt, JobResult, RunSummary
 
 
-@dataclass(frozen=True)
-class RunStart:
+class RunStart(NamedTuple):
     """A run as it begins: its id, job file, the selected jobs in file order, and when."""
 
     run_id: str

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 AUTH_OPTIONS = ("--jobserver-auth=", "--jobserver-fds=")
 
 
-@dataclass(frozen=True)
-class MakeFlags:
+class MakeFlags(NamedTuple):
     """What orchestrate needs from MAKEFLAGS."""
 
     text: str = ""

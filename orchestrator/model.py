@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 _BLANKS = re.compile(r"[ \t]+")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
@@ -84,8 +84,7 @@ def plain_words(command: str) -> tuple[str, ...] | None:
     return words
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     """Where something was written: 1-based line and column in the job file."""
 
     line: int = 0

@@ -6,8 +6,7 @@ import os
 import select
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import gevent
 from gevent.queue import Queue
@@ -26,29 +25,24 @@ COPY_CHUNK = 1 << 20
 ABANDON_AFTER = 2.0
 
 
-@dataclass(frozen=True)
-class _Output:
+class _Output(NamedTuple):
     name: str
     data: bytes
 
 
-@dataclass(frozen=True)
-class _Finished:
+class _Finished(NamedTuple):
     result: JobResult
 
 
-@dataclass(frozen=True)
-class _Notice:
+class _Notice(NamedTuple):
     text: str
 
 
-@dataclass(frozen=True)
-class _Redraw:
+class _Redraw(NamedTuple):
     """The status line changed: draw it once the inbox is empty."""
 
 
-@dataclass(frozen=True)
-class _Close:
+class _Close(NamedTuple):
     """Everything sent before this is written: end."""
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gevent.event import Event
 
@@ -13,8 +13,7 @@ from orchestrator.process import OutputSink, ProcessResult, run_process, seal_in
 from orchestrator.supervisor import Supervisor
 
 
-@dataclass(frozen=True)
-class AttemptSpec:
+class AttemptSpec(NamedTuple):
     """Everything needed to run one attempt, as plain picklable values (for workers too)."""
 
     name: str

@@ -17,8 +17,7 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import gevent
 import gevent.socket
@@ -33,43 +32,36 @@ PR_SET_PDEATHSIG = 1
 
 
 # -- messages to a worker --
-@dataclass(frozen=True)
-class RunAttempt:
+class RunAttempt(NamedTuple):
     attempt_id: int
     spec: AttemptSpec
     want_output: bool
 
 
-@dataclass(frozen=True)
-class StopAll:
+class StopAll(NamedTuple):
     """The run is stopping: every attempt is terminated (TERM, then KILL after grace)."""
 
 
-@dataclass(frozen=True)
-class KillAttempt:
+class KillAttempt(NamedTuple):
     attempt_id: int
 
 
-@dataclass(frozen=True)
-class Exit:
+class Exit(NamedTuple):
     """No more work: finish what runs and end."""
 
 
 # -- messages from workers --
-@dataclass(frozen=True)
-class Output:
+class Output(NamedTuple):
     attempt_id: int
     data: bytes
 
 
-@dataclass(frozen=True)
-class Done:
+class Done(NamedTuple):
     attempt_id: int
     result: ProcessResult
 
 
-@dataclass(frozen=True)
-class Closed:
+class Closed(NamedTuple):
     """The parent's own last message to its reader: every worker has ended."""
 
 
@@ -298,7 +290,7 @@ def worker_main(
     def run(message: RunAttempt) -> None:
         attempt_id = message.attempt_id
         on_output = (lambda data: results.put(Output(attempt_id, data))) if message.want_output else None
-        spec = replace(message.spec, env={**base_env, **message.spec.env})
+        spec = message.spec._replace(env={**base_env, **message.spec.env})
         result = ProcessResult(stopped=True, reason="killed")
         try:
             result = run_attempt_spec(spec, supervisor, stop, on_output, pass_fds)
