@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 
 from orchestrator.errors import UsageError
@@ -34,6 +33,8 @@ def select(
     for target in targets:
         found = index.resolve(target)
         if not found:
+            import difflib  # only for a mistyped name: spares every run the import
+
             close = difflib.get_close_matches(target, index.names_to_suggest(), n=1)
             takes = index.values_of(target)
             hint = (

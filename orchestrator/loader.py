@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import gc
 import io
 import itertools
@@ -1262,5 +1261,7 @@ def _shorten(text: str, limit: int = 40) -> str:
 
 def _suggest(word: str, candidates: Iterable[str], otherwise: str) -> str:
     """'did you mean "x"?' for a close match, else the fallback hint."""
+    import difflib  # only for a mistake: spares every valid file the import
+
     close = difflib.get_close_matches(word, list(candidates), n=1)
     return f'did you mean "{close[0]}"?' if close else otherwise
