@@ -6,10 +6,10 @@ import statistics
 import time
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from conftest import run_cli
 from fakes import FakeExecutor, jobs_of, make_engine
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.graph import Plan
