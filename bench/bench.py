@@ -622,7 +622,8 @@ def bench_schedule(tmp, workload, nodes, rounds, has_schedule):
     elif second.median:
         second.notes.append(f"target <= 1.10x bound: {met(second.median <= 1.10 * bound)}")
         own = statistics.median(own_times)
-        second.notes.append(f"its own time {own:.3f}s = {own / bound:.2f}x bound; the rest: Python starting and exiting")
+        rest = "the rest: Python's start and exit"
+        second.notes.append(f"its own time {own:.3f}s = {own / bound:.2f}x bound; {rest}")
     return rows
 
 
