@@ -150,11 +150,20 @@ def load_for_process(
 def load_text(data: bytes | str, path: str, variables: Mapping[str, str] | None = None) -> JobFile:
     """Validate job file contents; `path` names it in errors and anchors relative `cwd`s
     and dotenv files (a path without a folder, like `<stdin>`, anchors them in the current one)."""
+    return load_tracked(data, path, variables)[0]
+
+
+def load_tracked(
+    data: bytes | str, path: str, variables: Mapping[str, str] | None = None
+) -> tuple[JobFile, tuple[str, ...]]:
+    """`load_text`, and the dotenv files it read (absolute paths; missing ones too): with the
+    contents, all that the loaded file depends on, for a cache to watch (jobcache)."""
     # The GC would rescan the growing node tree again and again: 5x slower on big files.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _Reader(path, variables).read_file(_check_source(data, path))
+        reader = _Reader(path, variables)
+        return reader.read_file(_check_source(data, path)), tuple(reader.dotenv_files)
     finally:
         if gc_was_enabled:
             gc.enable()

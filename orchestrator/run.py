@@ -7,9 +7,8 @@ import os
 import sys
 from typing import IO, Any
 
-from orchestrator import graph, state, uptodate
+from orchestrator import graph, jobcache, state, uptodate
 from orchestrator.hashing import Hasher
-from orchestrator.loader import load_for_process
 from orchestrator.makeflags import parse_makeflags
 from orchestrator.model import JobFile
 from orchestrator.noop import nothing_to_do
@@ -31,9 +30,10 @@ def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
     """Run a job file as the command line asked; return the exit code."""
     stdout = stdout or sys.stdout
     make = parse_makeflags(os.environ.get("MAKEFLAGS"))
-    jobfile = load_for_process(request.file, request.variables, request.data)
+    dry_run = request.dry_run or make.dry_run  # `make -n` still runs `+` recipes: it means us too
+    jobfile = load_job_file(request, keep=not dry_run)
     names = graph.select(jobfile.jobs, request.targets, request.tags, request.exclude, request.exclude_tags)
-    if request.dry_run or make.dry_run:  # `make -n` still runs `+` recipes: it means us too
+    if dry_run:
         resumed = dry_run_resumed(jobfile, names, request)
         order = graph.order(jobfile.jobs, names)
         current = frozenset() if request.force else up_to_date_jobs(jobfile, order, request.state_dir)
@@ -52,6 +52,22 @@ def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
     if abandoned:
         raise OutputAbandoned(summary.exit_code)
     return summary.exit_code
+
+
+def load_job_file(request: RunRequest, keep: bool = True) -> JobFile:
+    """The job file to run: from the run state's cache when nothing it depends on changed
+    (jobcache; `keep`: cache a fresh load), else loaded. Then frozen out of the cyclic GC's
+    sight: it lives as long as the run (see loader.load_for_process)."""
+    if request.data is None:
+        home = os.path.dirname(os.path.abspath(request.file))
+        cache = jobcache.cache_path(state.state_directory(home, request.state_dir), request.file)
+        jobfile = jobcache.load(request.file, request.variables, cache, keep)
+    else:  # read from stdin: run once, as given
+        from orchestrator.loader import load
+
+        jobfile = load(request.file, request.variables, request.data)
+    gc.freeze()
+    return jobfile
 
 
 def print_dry_run(
