@@ -39,8 +39,8 @@ def load(path: str, variables: Mapping[str, str], cache: str, keep: bool = True)
     loaded (and, with `keep`, kept in `cache` for the next run). Errors are the loader's
     to report."""
     data = _read(path)
-    if data is not None:
-        key = _key(path, data, variables)
+    key = None if data is None else _key(path, data, variables)
+    if key is not None:
         found = _lookup(cache, key)
         if found is not None:
             return found
@@ -49,7 +49,7 @@ def load(path: str, variables: Mapping[str, str], cache: str, keep: bool = True)
     if data is None:  # unreadable or too big: the loader says why
         return loader.load(path, variables)
     jobfile, sources = loader.load_tracked(data, path, variables)
-    if keep:
+    if keep and key is not None:
         _store(cache, key, sources, jobfile)
     return jobfile
 
@@ -88,12 +88,18 @@ def _code_stamp() -> tuple[tuple[str, int, int], ...]:
         )
 
 
-def _key(path: str, data: bytes, variables: Mapping[str, str]) -> tuple[Any, ...]:
+def _key(path: str, data: bytes, variables: Mapping[str, str]) -> tuple[Any, ...] | None:
+    """Everything the load of `data` depends on besides the dotenv files; None when
+    orchestrate's own code cannot be looked at (then nothing is cached)."""
+    try:
+        code = _code_stamp()
+    except OSError:
+        return None
     return (
         FORMAT,
         __version__,
         sys.version,
-        _code_stamp(),
+        code,
         path,
         os.path.abspath(path),
         tuple(sorted(variables.items())),
