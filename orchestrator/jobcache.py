@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+import operator
 import os
 import sys
 from collections.abc import Mapping
@@ -25,6 +26,9 @@ from orchestrator.model import Job, JobFile, Position, frozen_map
 FORMAT = 1  # what a cached file holds; a new layout gets a new number
 _JOB_FIELDS = tuple(field.name for field in fields(Job))
 _POSITION = _JOB_FIELDS.index("position")
+_job_values = operator.attrgetter(*_JOB_FIELDS)
+# The mapping fields (read-only views: marshal writes their dicts), by their default.
+_MAPPINGS = tuple(i for i, field in enumerate(fields(Job)) if field.default_factory is frozen_map)
 _LARGEST = 64 * 1024 * 1024  # a bigger job file is an error for the loader: never cached
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
@@ -141,34 +145,38 @@ def _encode(jobfile: JobFile) -> tuple[Any, ...]:
     marshal writes once and refers back to."""
     plain: dict[int, dict[str, Any]] = {}
 
-    def value(item: Any) -> Any:
-        if isinstance(item, Mapping):
-            found = plain.get(id(item))
-            if found is None:
-                found = plain[id(item)] = dict(item)
-            return found
-        return tuple(item) if isinstance(item, Position) else item
+    def mapping(proxy: Mapping[str, Any]) -> dict[str, Any]:
+        found = plain.get(id(proxy))
+        if found is None:
+            found = plain[id(proxy)] = dict(proxy)
+        return found
 
-    rows = [tuple(value(getattr(job, name)) for name in _JOB_FIELDS) for job in jobfile.jobs.values()]
-    return jobfile.path, jobfile.version, value(jobfile.env), value(jobfile.resources), rows
+    rows = []
+    for job in jobfile.jobs.values():
+        row = list(_job_values(job))
+        for index in _MAPPINGS:
+            row[index] = mapping(row[index])
+        row[_POSITION] = tuple(row[_POSITION])
+        rows.append(tuple(row))
+    return jobfile.path, jobfile.version, mapping(jobfile.env), mapping(jobfile.resources), rows
 
 
 def _decode(payload: tuple[Any, ...]) -> JobFile:
     path, version, env, resources, rows = payload
     frozen: dict[int, Mapping[str, Any]] = {}
 
-    def value(item: Any) -> Any:
-        if type(item) is dict:
-            found = frozen.get(id(item))
-            if found is None:
-                found = frozen[id(item)] = frozen_map(item)
-            return found
-        return item
+    def mapping(plain: dict[str, Any]) -> Mapping[str, Any]:
+        found = frozen.get(id(plain))
+        if found is None:
+            found = frozen[id(plain)] = frozen_map(plain)
+        return found
 
     jobs = {}
     for row in rows:
-        values = [value(item) for item in row]
+        values = list(row)
+        for index in _MAPPINGS:
+            values[index] = mapping(values[index])
         values[_POSITION] = Position(*values[_POSITION])
         job = Job(*values)
         jobs[job.name] = job
-    return JobFile(path, jobs=frozen_map(jobs), env=value(env), resources=value(resources), version=version)
+    return JobFile(path, frozen_map(jobs), mapping(env), mapping(resources), version)
