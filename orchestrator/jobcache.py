@@ -15,7 +15,7 @@ import marshal
 import operator
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -140,17 +140,24 @@ def _store(cache: str, key: tuple[Any, ...], sources: tuple[str, ...], jobfile: 
             pass
 
 
+def _once_each(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`convert`, called once per distinct object (the objects outlive it): a mapping many
+    jobs share is converted once and stays shared."""
+    done: dict[int, Any] = {}
+
+    def once(item: Any) -> Any:
+        found = done.get(id(item))
+        if found is None:
+            found = done[id(item)] = convert(item)
+        return found
+
+    return once
+
+
 def _encode(jobfile: JobFile) -> tuple[Any, ...]:
     """Plain values marshal can write. A mapping many jobs share stays one dict, which
     marshal writes once and refers back to."""
-    plain: dict[int, dict[str, Any]] = {}
-
-    def mapping(proxy: Mapping[str, Any]) -> dict[str, Any]:
-        found = plain.get(id(proxy))
-        if found is None:
-            found = plain[id(proxy)] = dict(proxy)
-        return found
-
+    mapping = _once_each(dict)
     rows = []
     for job in jobfile.jobs.values():
         row = list(_job_values(job))
@@ -163,14 +170,7 @@ def _encode(jobfile: JobFile) -> tuple[Any, ...]:
 
 def _decode(payload: tuple[Any, ...]) -> JobFile:
     path, version, env, resources, rows = payload
-    frozen: dict[int, Mapping[str, Any]] = {}
-
-    def mapping(plain: dict[str, Any]) -> Mapping[str, Any]:
-        found = frozen.get(id(plain))
-        if found is None:
-            found = frozen[id(plain)] = frozen_map(plain)
-        return found
-
+    mapping = _once_each(frozen_map)
     jobs = {}
     for row in rows:
         values = list(row)
