@@ -155,6 +155,36 @@ def test_a_run_killed_with_sigkill_then_resume_runs_exactly_the_rest(tmp_path, w
     assert "killed" in history.stdout  # the killed run has no end
 
 
+def _history_exits(jobs) -> list[str]:
+    """The exit column of `orchestrate history`, latest run first."""
+    history = run_cli("history", "-f", jobs)
+    assert history.returncode == 0, history.stderr
+    return [line.split()[-1] for line in history.stdout.splitlines()[2:] if line.strip()]
+
+
+def test_history_tells_a_run_in_progress_from_a_killed_one(tmp_path, write_jobs):
+    pidfile, started, gate = tmp_path / "pid", tmp_path / "started", tmp_path / "gate"
+    wait = f"touch {started}; while [ ! -e {gate} ]; do sleep 0.05; done"
+    jobs = write_jobs(f"""jobs:
+  stuck: {{run: {json.dumps(child("pidfile", pidfile, "sleep", 120))}}}
+  gated: {{run: {json.dumps(wait)}}}
+""")
+    killed = start_cli("run", jobs, "stuck")
+    assert wait_for(pidfile.exists, 20)
+    killed.kill()  # SIGKILL: its run never records an end
+    killed.communicate(timeout=30)
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    live = start_cli("run", jobs, "gated")
+    try:
+        assert wait_for(started.exists, 20)
+        assert _history_exits(jobs) == ["running", "killed"]
+    finally:
+        gate.touch()
+        out, err = live.communicate(timeout=30)
+    assert live.returncode == 0, out + err
+    assert _history_exits(jobs) == ["0", "killed"]
+
+
 def test_history_and_report_of_a_past_run(tmp_path, write_jobs):
     jobs = write_jobs("jobs:\n  good: {run: echo good}\n  bad: {run: echo broken; exit 3}\n")
     first = run_cli("run", jobs, "-k")

@@ -502,27 +502,37 @@ def test_the_no_op_decision_answers_only_when_every_job_is_up_to_date(build):
     assert history.count("2 up-to-date") == 2 and len(history.splitlines()) == 2 + 3, history
 
 
+def _nothing_to_do_elsewhere(build) -> bool:
+    """Whether another process (locks are per process) finds nothing to do."""
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path[:0] = sys.argv[1:2]; import test_uptodate as t, pathlib; "
+            "print(t._nothing_to_do(pathlib.Path(sys.argv[2])) is not None)",
+            os.path.dirname(__file__),
+            str(build),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.stdout.strip() in ("True", "False"), check.stderr
+    return check.stdout.strip() == "True"
+
+
 def test_the_no_op_decision_leaves_jobs_without_outputs_and_held_locks_to_the_engine(build, write_jobs):
     import fcntl
 
+    from orchestrator.state import run_lock_offset
+
     run_json(build)
     lock = build / ".orchestrate" / "locks" / "jobs.yaml.lock"
-    with open(lock, "r+b") as held:  # another run is making a job (a lock is per process)
-        fcntl.lockf(held, fcntl.LOCK_EX, 1, 12345)
-        child_check = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys; sys.path[:0] = sys.argv[1:2]; import test_uptodate as t, pathlib; "
-                "print(t._nothing_to_do(pathlib.Path(sys.argv[2])) is None)",
-                os.path.dirname(__file__),
-                str(build),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert child_check.stdout.strip() == "True", child_check.stderr
+    with open(lock, "r+b") as held:  # another run is alive, making no job of this file
+        fcntl.lockf(held, fcntl.LOCK_EX, 1, run_lock_offset("another-run"))
+        assert _nothing_to_do_elsewhere(build)
+        fcntl.lockf(held, fcntl.LOCK_EX, 1, 12345)  # now it is making a job
+        assert not _nothing_to_do_elsewhere(build)
     assert _nothing_to_do(build) is not None  # the lock is free again
     (build / "jobs.yaml").write_text(BUILD + "  plain:\n    run: echo plain\n")
     assert _nothing_to_do(build) is None  # a job without outputs always runs
