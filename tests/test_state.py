@@ -17,9 +17,20 @@ def statuses(report_path) -> dict:
     return {job["name"]: job["status"] for job in json.loads(report_path.read_text())["jobs"]}
 
 
+def _runs_on_record(state_db) -> int:
+    if not state_db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
+            return db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:  # not set up yet
+        return 0
+
+
 def test_four_concurrent_runs_run_a_shared_need_once(tmp_path, write_jobs):
-    ran = tmp_path / "ran"
-    shared = f"sleep 3; echo x >> {ran}"  # long enough for all four to start meanwhile
+    ran, gate = tmp_path / "ran", tmp_path / "gate"
+    # Ends once all four runs are on record (started, so waiting for it or running it).
+    shared = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo x >> {ran}"
     jobs = write_jobs(f"""jobs:
   setup: {{run: {json.dumps(shared)}}}
   a: {{run: echo a, needs: [setup]}}
@@ -32,6 +43,10 @@ def test_four_concurrent_runs_run_a_shared_need_once(tmp_path, write_jobs):
         start_cli("run", jobs, *selection, "--report-file", report)
         for selection, report in zip(selections, reports, strict=True)
     ]
+    try:
+        assert wait_for(lambda: _runs_on_record(tmp_path / ".orchestrate" / "state.db") == 4, 60)
+    finally:
+        gate.touch()
     for process in runs:
         out, err = process.communicate(timeout=60)
         assert process.returncode == 0, out + err
