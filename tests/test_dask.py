@@ -132,21 +132,15 @@ def without_host_column(stdout: str) -> str:
     return "\n".join(lines)
 
 
-# Scenarios whose difference from the others is decided in orchestrate's own process, before
-# or after the executor: which jobs are selected (select-*), what the reporter prints
-# (output-failed, quiet-success), what the engine does next after a job's exit code
-# (allowed-failure, keep-going, dag-ok), how the loader expands a matrix. On Dask they would
-# repeat what the other scenarios already send through it: commands that exit with a code
-# (cwd-and-shell: 127s; failure-stops-new-work: 3; retry: 1), print (output-stream,
-# argv-and-env) and see their environment (argv-and-env, matrix-no-injection), run at once
-# (resources), and are stopped (fail-fast, job-timeout, run-timeout). Each of these still
-# runs locally under both --processes values (test_scenarios).
-DECIDED_IN_ORCHESTRATE = frozenset(
-    (
-        *("select-tags", "select-targets", "output-failed", "quiet-success"),
-        *("allowed-failure", "keep-going", "dag-ok", "matrix"),
-    )
-)
+# Scenarios whose difference from the others is decided in orchestrate's own process: the
+# parent's decisions (test_scenarios.DECIDED_IN_THE_PARENT: selection, what the engine does
+# after an exit code, matrix expansion) and what its reporter prints (output-failed,
+# quiet-success). On Dask they would repeat what the other scenarios already send through
+# it: commands that exit with a code (cwd-and-shell: 127s; failure-stops-new-work: 3; retry:
+# 1), print (output-stream, argv-and-env) and see their environment (argv-and-env,
+# matrix-no-injection), run at once (resources), and are stopped (fail-fast, job-timeout,
+# run-timeout). Each still runs locally (test_scenarios).
+DECIDED_IN_ORCHESTRATE = test_scenarios.DECIDED_IN_THE_PARENT | {"output-failed", "quiet-success"}
 
 
 # Every other scenario folder, with the same expectations and golden files as locally: the
