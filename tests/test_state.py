@@ -158,7 +158,7 @@ def test_a_run_killed_with_sigkill_then_resume_runs_exactly_the_rest(tmp_path, w
     assert "(resumed)" not in (listed["slow"], listed["last"])
     report = tmp_path / "report.json"
     marker.unlink()
-    resumed = run_cli("run", jobs, "--resume", "--report-file", report, "--timeout", "2s")
+    resumed = run_cli("run", jobs, "--resume", "--report-file", report, "--timeout", "1s")
     assert resumed.returncode == 124
     assert statuses(report) == {
         "one": "ok (resumed)",

@@ -361,12 +361,14 @@ def test_a_run_with_nothing_to_do_never_starts_the_engine(build):
 
 def test_a_run_with_nothing_to_do_waits_for_a_run_remaking_one_of_its_jobs(tmp_path):
     (tmp_path / "src.txt").write_text("x\n")
+    # Slow only once `hold` exists: long enough for the second run to start meanwhile.
     (tmp_path / "jobs.yaml").write_text(
         "jobs:\n  slow:\n"
-        f"    run: {child('sleep', 1.5)} && cp src.txt out.txt && echo slow >> ran.log\n"
+        f"    run: (! test -e hold || {child('sleep', 1.5)}) && cp src.txt out.txt && echo slow >> ran.log\n"
         "    inputs: [src.txt]\n    outputs: [out.txt]\n"
     )
     assert run_json(tmp_path)[0] == {"slow": "ok"}
+    (tmp_path / "hold").touch()
     command = [sys.executable, "-m", "orchestrator", "run", "-f", str(tmp_path / "jobs.yaml")]
     forced = subprocess.Popen([*command, "--force"], cwd=tmp_path, stdout=subprocess.DEVNULL)
     wait_for(lambda: (tmp_path / ".orchestrate" / "state.db").exists() and _lock_held(tmp_path), 10)
