@@ -193,14 +193,22 @@ def test_no_status_line_with_quiet_on_a_terminal(three_jobs):
         ((), {}, True),  # auto on a terminal
         ((), {"NO_COLOR": "1"}, False),
         (("--color", "never"), {}, False),
-        (("--color", "always"), {"NO_COLOR": "1"}, True),  # an explicit flag wins over NO_COLOR
-        ((), {"TERM": "dumb"}, False),
     ],
 )
 def test_colour_on_a_terminal(one_fails, args, env, coloured):
     code, output = run_in_pty("run", one_fails, *args, env=clean_env(**env))
     assert code == 1
     assert bool(SGR.search(output)) == coloured, output
+
+
+def test_colour_choice_on_a_terminal_beyond_the_runs_above():
+    class Tty(io.BytesIO):
+        def isatty(self):
+            return True
+
+    assert terminal.color_enabled("always", Tty(), {"NO_COLOR": "1"})  # an explicit flag wins
+    assert not terminal.color_enabled("auto", Tty(), {"TERM": "dumb"})
+    assert terminal.color_enabled("auto", Tty(), {"TERM": "xterm"})
 
 
 def test_colour_through_a_pipe_only_when_asked(one_fails):
