@@ -690,7 +690,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     for record in records:
         duration = "-" if record.end is None else f"{record.end - record.start:.1f}s"
         counts = ", ".join(f"{n} {status}" for status, n in sorted(record.counts.items()))
-        exit_code = "killed" if record.end is None else record.exit_code
+        exit_code = record.exit_code if record.end is not None else "running" if record.running else "killed"
         selection = " ".join(record.selection)
         if len(selection) > 40:
             selection = selection[:37] + "..."

@@ -64,6 +64,7 @@ class RunState:
                 fingerprints,
                 time.time(),
             )
+            state.hold_run(locks, run_id)
         except OSError as error:
             print(
                 f"orchestrate: warning: cannot write run state in {directory} ({error.strerror or error}): "

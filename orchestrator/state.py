@@ -141,6 +141,7 @@ class RunRecord(NamedTuple):
     stop_reason: str | None
     exit_code: int | None
     counts: dict[str, int]
+    running: bool = False  # no end on record, and its process still holds its run lock
 
 
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
@@ -501,6 +502,10 @@ class StateStore:
         if not os.path.exists(self.path):
             return []
         result: list[RunRecord] = self._call(self._safely, query, [])
+        unended = [record.run_id for record in result if record.end is None]
+        if unended:
+            live = live_runs(lock_path(self.directory, self.job_file), unended)
+            result = [record._replace(running=record.run_id in live) for record in result]
         return result
 
     def summary(self, run_id: str | None) -> tuple[RunRecord, RunSummary] | None:
@@ -522,6 +527,48 @@ class StateStore:
         summary.stop_reason = StopReason(record.stop_reason) if record.stop_reason else None
         summary.elapsed = (record.end or record.start) - record.start
         return record, summary
+
+
+RUN_LOCKS = 1 << 56  # run locks lie above every job lock (JobLocks.offset: 7-byte digests)
+
+
+def run_lock_offset(run_id: str) -> int:
+    return RUN_LOCKS + int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=7).digest(), "big")
+
+
+def hold_run(locks: JobLocks, run_id: str) -> None:
+    """Lock the run's own byte of the job file's lock file until `locks` closes, before its
+    row is written: a row with no end is a live run while that lock is held, and the kernel
+    drops it when the run dies, even by SIGKILL. Job locks cannot tell: they are held only
+    while jobs run, and by any run of the file; a recorded pid can be reused by another
+    process. Best effort: without it (no fcntl locks there) a live run merely reads as killed."""
+    try:
+        fcntl.lockf(locks.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, run_lock_offset(run_id))
+    except OSError:
+        pass
+
+
+def live_runs(lock_file: str, run_ids: Iterable[str]) -> set[str]:
+    """Which of these runs' processes are alive: those whose run lock (hold_run) is held.
+    Never from inside a run: closing any descriptor of the file drops the caller's own locks."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return set()  # no lock file: no run of this file is alive
+    live = set()
+    try:
+        for run_id in run_ids:
+            offset = run_lock_offset(run_id)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, offset)
+            except OSError as error:
+                if error.errno in (errno.EAGAIN, errno.EACCES):
+                    live.add(run_id)
+                continue
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+    finally:
+        os.close(fd)
+    return live
 
 
 def _describe(error: BaseException) -> str:
@@ -687,7 +734,7 @@ class JobLocks:
         """Take the whole lock file at once, without waiting: False if another run holds
         any job of this file. Held until `close`; another run wanting a job meanwhile waits,
         as for any job lock (one fcntl: a lock per job cost a no-op run of 1,000 jobs 6 ms)."""
-        return self._try(0, 0)  # length 0: from offset 0 to the end, however far it grows
+        return self._try(0, RUN_LOCKS)  # every job's offset; not the live runs' (hold_run)
 
     def after(self, job: Job, result: JobResult | None) -> None:
         """Nothing yet: the lock goes once the job's result is committed."""

@@ -130,27 +130,32 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
         _unfilter(kind, line, previous, channels)
         rows.append(line)
         previous = line
-    pixels = [bytes(row[x : x + channels]) for row in rows for x in range(0, stride, channels)]
-    return width, height, pixels
+    flat = b"".join(rows)
+    return width, height, [flat[i : i + channels] for i in range(0, len(flat), channels)]
 
 
 def _unfilter(kind: int, line: bytearray, previous: bytearray, bpp: int) -> None:
-    for i in range(len(line)):
-        left = line[i - bpp] if i >= bpp else 0
-        up = previous[i]
-        up_left = previous[i - bpp] if i >= bpp else 0
-        if kind == 1:
-            line[i] = (line[i] + left) & 0xFF
-        elif kind == 2:
-            line[i] = (line[i] + up) & 0xFF
-        elif kind == 3:
-            line[i] = (line[i] + (left + up) // 2) & 0xFF
-        elif kind == 4:
+    """Undo a row's PNG filter in place; one loop per filter (a screenshot has a million bytes)."""
+    if kind == 1:
+        for i in range(bpp, len(line)):
+            line[i] = (line[i] + line[i - bpp]) & 0xFF
+    elif kind == 2:
+        line[:] = bytes((a + b) & 0xFF for a, b in zip(line, previous, strict=True))
+    elif kind == 3:
+        for i in range(len(line)):
+            left = line[i - bpp] if i >= bpp else 0
+            line[i] = (line[i] + (left + previous[i]) // 2) & 0xFF
+    elif kind == 4:
+        for i in range(len(line)):
+            left = line[i - bpp] if i >= bpp else 0
+            up = previous[i]
+            up_left = previous[i - bpp] if i >= bpp else 0
             estimate = left + up - up_left
             distances = (abs(estimate - left), abs(estimate - up), abs(estimate - up_left))
             nearest = (left, up, up_left)[distances.index(min(distances))]
             line[i] = (line[i] + nearest) & 0xFF
 
 
-def colour_counts(png: bytes) -> Counter[bytes]:
-    return Counter(pixel[:3] for pixel in png_pixels(png)[2])
+def colour_counts(pixels: list[bytes]) -> Counter[bytes]:
+    """How many pixels (png_pixels) have each RGB colour."""
+    return Counter(pixel[:3] for pixel in pixels)

@@ -176,8 +176,8 @@ def test_screenshot_shows_the_chart(browser, tmp_path):
     page = tmp_path / "report.html"
     write_report_file(str(page), summary, {}, needs)
     png = browser.screenshot(page, tmp_path / "shot.png", size="1200,600")
-    width, height, _ = png_pixels(png)
-    colours = colour_counts(png)
+    width, height, pixels = png_pixels(png)
+    colours = colour_counts(pixels)
     assert (width, height) == (1200, 600)
     assert len(colours) > 20, "a blank or nearly blank screenshot"
     assert colours.most_common(1)[0][1] < 0.97 * width * height

@@ -3,6 +3,9 @@
 import pytest
 from conftest import run_cli
 
+from orchestrator.errors import JobFileError
+from orchestrator.loader import load_text
+
 
 def refused(tmp_path, text: str) -> str:
     (tmp_path / "jobs.yaml").write_text(text)
@@ -10,6 +13,14 @@ def refused(tmp_path, text: str) -> str:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     return result.stderr.rstrip("\n")
+
+
+def refused_here(text: str) -> str:
+    """The line `validate` prints for this jobs.yaml (the tests below check how it prints
+    one: exit 2, that one line), from the loader in this process."""
+    with pytest.raises(JobFileError) as caught:
+        load_text(text, "jobs.yaml")
+    return str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -27,12 +38,12 @@ def refused(tmp_path, text: str) -> str:
         ("timeout_s", "timeout"),
     ],
 )
-def test_other_tools_key_names_point_to_ours(tmp_path, written, meant):
+def test_other_tools_key_names_point_to_ours(written, meant):
     text = f"jobs:\n  b: {{run: 'true'}}\n  a:\n    run: 'true'\n    {written}: [b]\n"
     if meant == "run":
         text = f"jobs:\n  b: {{run: 'true'}}\n  a:\n    {written}: [b]\n"
     line = 5 if meant != "run" else 4
-    assert refused(tmp_path, text).startswith(
+    assert refused_here(text).startswith(
         f'jobs.yaml:{line}:5: unknown key "{written}" in job "a"; did you mean "{meant}"?'
     )
 

@@ -1,10 +1,13 @@
 """One run, one lifecycle: listener events, slots, typed messages, stopping with a stuck reader."""
 
 import ast
+import fcntl
 import json
 import os
 import pathlib
 import signal
+import struct
+import termios
 import time
 from dataclasses import replace
 
@@ -157,6 +160,12 @@ def test_no_mutable_module_level_state_in_the_package():
 # -- a reader that never reads, and the run is stopped --
 
 
+def _pipe_full(pipe) -> bool:
+    """Whether the writer of this pipe cannot write a page more: the reporter is stuck writing."""
+    waiting = struct.unpack("i", fcntl.ioctl(pipe.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+    return waiting > fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) - 4096
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stopped_run_ends_even_when_nobody_reads_its_stdout(tmp_path, write_jobs, signum, code):
     pidfile = tmp_path / "sleeper.pid"
@@ -168,7 +177,7 @@ def test_a_stopped_run_ends_even_when_nobody_reads_its_stdout(tmp_path, write_jo
     try:
         assert wait_for(pidfile.exists)
         sleeper = int(pidfile.read_text())
-        time.sleep(0.5)  # chatty has filled the pipe by now: the reporter is stuck writing
+        assert wait_for(lambda: _pipe_full(process.stdout)), "chatty's output never filled the pipe"
         process.send_signal(signum)
         assert wait_for(lambda: not alive(sleeper)), "the job was not stopped"
         stopped = time.monotonic()

@@ -90,6 +90,15 @@ documents = st.recursive(
     lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(keys, children, max_size=6)),
     max_leaves=40,
 )
+# A job key's value: the shapes of `documents`, smaller. The loader decides on a value at its
+# type and walks it no deeper than a list of strings (run, needs, tags) or a mapping of
+# scalars (env, matrix, resources), so leaves past a few take the same paths again; 40 of
+# them under each of a job's keys made this the slowest test of the suite.
+job_values = st.recursive(
+    scalars,
+    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(keys, children, max_size=6)),
+    max_leaves=8,
+)
 job = st.dictionaries(
     st.sampled_from(
         [
@@ -108,7 +117,7 @@ job = st.dictionaries(
             "matrix",
         ]
     ),
-    documents,
+    job_values,
     max_size=6,
 )
 job_files = st.fixed_dictionaries(

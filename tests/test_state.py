@@ -17,9 +17,20 @@ def statuses(report_path) -> dict:
     return {job["name"]: job["status"] for job in json.loads(report_path.read_text())["jobs"]}
 
 
+def _runs_on_record(state_db) -> int:
+    if not state_db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
+            return db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:  # not set up yet
+        return 0
+
+
 def test_four_concurrent_runs_run_a_shared_need_once(tmp_path, write_jobs):
-    ran = tmp_path / "ran"
-    shared = f"sleep 3; echo x >> {ran}"  # long enough for all four to start meanwhile
+    ran, gate = tmp_path / "ran", tmp_path / "gate"
+    # Ends once all four runs are on record (started, so waiting for it or running it).
+    shared = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo x >> {ran}"
     jobs = write_jobs(f"""jobs:
   setup: {{run: {json.dumps(shared)}}}
   a: {{run: echo a, needs: [setup]}}
@@ -32,6 +43,10 @@ def test_four_concurrent_runs_run_a_shared_need_once(tmp_path, write_jobs):
         start_cli("run", jobs, *selection, "--report-file", report)
         for selection, report in zip(selections, reports, strict=True)
     ]
+    try:
+        assert wait_for(lambda: _runs_on_record(tmp_path / ".orchestrate" / "state.db") == 4, 60)
+    finally:
+        gate.touch()
     for process in runs:
         out, err = process.communicate(timeout=60)
         assert process.returncode == 0, out + err
@@ -143,7 +158,7 @@ def test_a_run_killed_with_sigkill_then_resume_runs_exactly_the_rest(tmp_path, w
     assert "(resumed)" not in (listed["slow"], listed["last"])
     report = tmp_path / "report.json"
     marker.unlink()
-    resumed = run_cli("run", jobs, "--resume", "--report-file", report, "--timeout", "2s")
+    resumed = run_cli("run", jobs, "--resume", "--report-file", report, "--timeout", "1s")
     assert resumed.returncode == 124
     assert statuses(report) == {
         "one": "ok (resumed)",
@@ -153,6 +168,36 @@ def test_a_run_killed_with_sigkill_then_resume_runs_exactly_the_rest(tmp_path, w
     }
     history = run_cli("history", "-f", jobs)
     assert "killed" in history.stdout  # the killed run has no end
+
+
+def _history_exits(jobs) -> list[str]:
+    """The exit column of `orchestrate history`, latest run first."""
+    history = run_cli("history", "-f", jobs)
+    assert history.returncode == 0, history.stderr
+    return [line.split()[-1] for line in history.stdout.splitlines()[2:] if line.strip()]
+
+
+def test_history_tells_a_run_in_progress_from_a_killed_one(tmp_path, write_jobs):
+    pidfile, started, gate = tmp_path / "pid", tmp_path / "started", tmp_path / "gate"
+    wait = f"touch {started}; while [ ! -e {gate} ]; do sleep 0.05; done"
+    jobs = write_jobs(f"""jobs:
+  stuck: {{run: {json.dumps(child("pidfile", pidfile, "sleep", 120))}}}
+  gated: {{run: {json.dumps(wait)}}}
+""")
+    killed = start_cli("run", jobs, "stuck")
+    assert wait_for(pidfile.exists, 20)
+    killed.kill()  # SIGKILL: its run never records an end
+    killed.communicate(timeout=30)
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    live = start_cli("run", jobs, "gated")
+    try:
+        assert wait_for(started.exists, 20)
+        assert _history_exits(jobs) == ["running", "killed"]
+    finally:
+        gate.touch()
+        out, err = live.communicate(timeout=30)
+    assert live.returncode == 0, out + err
+    assert _history_exits(jobs) == ["0", "killed"]
 
 
 def test_history_and_report_of_a_past_run(tmp_path, write_jobs):

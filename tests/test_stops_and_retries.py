@@ -170,7 +170,8 @@ def _wait_for(path, seconds=20.0) -> None:
 
 
 def test_ctrl_c_after_the_run_timeout_keeps_exit_124(tmp_path):
-    process, _, termed = _start_holding_on(tmp_path, "--timeout", "1s", "--kill-grace", "3s")
+    # The grace is what the test has to send SIGINT in: 1.5 s for a poll of 20 ms.
+    process, _, termed = _start_holding_on(tmp_path, "--timeout", "1s", "--kill-grace", "1.5s")
     _wait_for(termed)  # the run timed out and is waiting out the grace
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
@@ -180,7 +181,8 @@ def test_ctrl_c_after_the_run_timeout_keeps_exit_124(tmp_path):
 
 
 def test_the_run_timeout_after_ctrl_c_keeps_exit_130(tmp_path):
-    process, started, termed = _start_holding_on(tmp_path, "--timeout", "2s", "--kill-grace", "4s")
+    # SIGINT comes at once, 1.5 s before the --timeout; the grace outlasts the timeout by 1.5 s.
+    process, started, termed = _start_holding_on(tmp_path, "--timeout", "1.5s", "--kill-grace", "3s")
     _wait_for(started)
     process.send_signal(signal.SIGINT)
     _wait_for(termed)
@@ -188,7 +190,7 @@ def test_the_run_timeout_after_ctrl_c_keeps_exit_130(tmp_path):
     assert process.returncode == 130, out + err
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["stop_reason"] == "interrupt" and report["exit_code"] == 130
-    assert report["elapsed"] > 2  # the --timeout did expire before the run ended
+    assert report["elapsed"] > 1.5  # the --timeout did expire before the run ended
 
 
 # -- a command that cannot be executed: 126, as a shell says --

@@ -7,6 +7,7 @@ from collections import defaultdict
 from datetime import datetime
 from itertools import pairwise
 
+import pytest
 from conftest import run_cli
 from runs import T0, attempt, big_run, job, pipeline
 
@@ -236,16 +237,20 @@ jobs:
 """
 
 
-def run_with_trace(tmp_path, write_jobs) -> tuple[dict, dict, str]:
-    jobs = write_jobs(JOBS)
-    trace, report = tmp_path / "trace.json", tmp_path / "report.json"
+@pytest.fixture(scope="module")
+def run_with_trace(tmp_path_factory) -> tuple[dict, dict, str]:
+    """One run of JOBS with --trace and a JSON report, read by the tests below."""
+    folder = tmp_path_factory.mktemp("traced")
+    jobs = folder / "jobs.yaml"
+    jobs.write_text(JOBS)
+    trace, report = folder / "trace.json", folder / "report.json"
     result = run_cli("run", jobs, "-j", "2", "--trace", trace, "--report-file", report)
     assert result.returncode == 0, result.stderr
     return json.loads(trace.read_text()), json.loads(report.read_text()), result.stdout
 
 
-def test_run_writes_a_trace_that_agrees_with_the_json_report(tmp_path, write_jobs):
-    trace, report, stdout = run_with_trace(tmp_path, write_jobs)
+def test_run_writes_a_trace_that_agrees_with_the_json_report(run_with_trace):
+    trace, report, stdout = run_with_trace
     assert_lanes_never_overlap(trace)
     assert_trace_matches_report(trace, report)
     assert report["critical_path"] == ["gen", "build", "test"]
@@ -253,8 +258,8 @@ def test_run_writes_a_trace_that_agrees_with_the_json_report(tmp_path, write_job
     assert "critical path: gen -> build -> test (" in stdout
 
 
-def test_run_trace_lanes_are_the_slots_and_every_retry_is_an_event(tmp_path, write_jobs):
-    trace, report, _ = run_with_trace(tmp_path, write_jobs)
+def test_run_trace_lanes_are_the_slots_and_every_retry_is_an_event(run_with_trace):
+    trace, report, _ = run_with_trace
     jobs = {entry["name"]: entry for entry in report["jobs"]}
     assert [one["exit_code"] for one in jobs["test"]["tries"]] == [1, 0]
     assert all(entry["slot"] in (0, 1) and entry["ready"] for entry in report["jobs"])

@@ -361,12 +361,14 @@ def test_a_run_with_nothing_to_do_never_starts_the_engine(build):
 
 def test_a_run_with_nothing_to_do_waits_for_a_run_remaking_one_of_its_jobs(tmp_path):
     (tmp_path / "src.txt").write_text("x\n")
+    # Slow only once `hold` exists: long enough for the second run to start meanwhile.
     (tmp_path / "jobs.yaml").write_text(
         "jobs:\n  slow:\n"
-        f"    run: {child('sleep', 1.5)} && cp src.txt out.txt && echo slow >> ran.log\n"
+        f"    run: (! test -e hold || {child('sleep', 1.5)}) && cp src.txt out.txt && echo slow >> ran.log\n"
         "    inputs: [src.txt]\n    outputs: [out.txt]\n"
     )
     assert run_json(tmp_path)[0] == {"slow": "ok"}
+    (tmp_path / "hold").touch()
     command = [sys.executable, "-m", "orchestrator", "run", "-f", str(tmp_path / "jobs.yaml")]
     forced = subprocess.Popen([*command, "--force"], cwd=tmp_path, stdout=subprocess.DEVNULL)
     wait_for(lambda: (tmp_path / ".orchestrate" / "state.db").exists() and _lock_held(tmp_path), 10)
@@ -502,27 +504,37 @@ def test_the_no_op_decision_answers_only_when_every_job_is_up_to_date(build):
     assert history.count("2 up-to-date") == 2 and len(history.splitlines()) == 2 + 3, history
 
 
+def _nothing_to_do_elsewhere(build) -> bool:
+    """Whether another process (locks are per process) finds nothing to do."""
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path[:0] = sys.argv[1:2]; import test_uptodate as t, pathlib; "
+            "print(t._nothing_to_do(pathlib.Path(sys.argv[2])) is not None)",
+            os.path.dirname(__file__),
+            str(build),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.stdout.strip() in ("True", "False"), check.stderr
+    return check.stdout.strip() == "True"
+
+
 def test_the_no_op_decision_leaves_jobs_without_outputs_and_held_locks_to_the_engine(build, write_jobs):
     import fcntl
 
+    from orchestrator.state import run_lock_offset
+
     run_json(build)
     lock = build / ".orchestrate" / "locks" / "jobs.yaml.lock"
-    with open(lock, "r+b") as held:  # another run is making a job (a lock is per process)
-        fcntl.lockf(held, fcntl.LOCK_EX, 1, 12345)
-        child_check = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys; sys.path[:0] = sys.argv[1:2]; import test_uptodate as t, pathlib; "
-                "print(t._nothing_to_do(pathlib.Path(sys.argv[2])) is None)",
-                os.path.dirname(__file__),
-                str(build),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert child_check.stdout.strip() == "True", child_check.stderr
+    with open(lock, "r+b") as held:  # another run is alive, making no job of this file
+        fcntl.lockf(held, fcntl.LOCK_EX, 1, run_lock_offset("another-run"))
+        assert _nothing_to_do_elsewhere(build)
+        fcntl.lockf(held, fcntl.LOCK_EX, 1, 12345)  # now it is making a job
+        assert not _nothing_to_do_elsewhere(build)
     assert _nothing_to_do(build) is not None  # the lock is free again
     (build / "jobs.yaml").write_text(BUILD + "  plain:\n    run: echo plain\n")
     assert _nothing_to_do(build) is None  # a job without outputs always runs
