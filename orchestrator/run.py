@@ -43,8 +43,8 @@ def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
     if summary is None:
         from orchestrator.launch import execute  # gevent and the engine: only when a job runs
 
-        # Start-up is over (cli.main turned the GC off). What it made lives as long as the run:
-        # frozen, the first collections need not scan it.
+        # Start-up is over (cli.main turned the GC off). What it made lives as long as the run,
+        # the job file too: frozen, no collection scans it again (100,000 jobs: every full one).
         gc.freeze()
         gc.enable()
         summary, abandoned = execute(jobfile, names, request, make)
@@ -56,18 +56,14 @@ def run(request: RunRequest, stdout: IO[str] | None = None) -> int:
 
 def load_job_file(request: RunRequest, keep: bool = True) -> JobFile:
     """The job file to run: from the run state's cache when nothing it depends on changed
-    (jobcache; `keep`: cache a fresh load), else loaded. Then frozen out of the cyclic GC's
-    sight: it lives as long as the run (see loader.load_for_process)."""
+    (jobcache; `keep`: cache a fresh load), else loaded."""
     if request.data is None:
         home = os.path.dirname(os.path.abspath(request.file))
         cache = jobcache.cache_path(state.state_directory(home, request.state_dir), request.file)
-        jobfile = jobcache.load(request.file, request.variables, cache, keep)
-    else:  # read from stdin: run once, as given
-        from orchestrator.loader import load
+        return jobcache.load(request.file, request.variables, cache, keep)
+    from orchestrator.loader import load  # read from stdin: run once, as given
 
-        jobfile = load(request.file, request.variables, request.data)
-    gc.freeze()
-    return jobfile
+    return load(request.file, request.variables, request.data)
 
 
 def print_dry_run(
