@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator import __version__
 from orchestrator.logs import safe_file_name
-from orchestrator.model import Job, JobFile, Position, frozen_map
+from orchestrator.model import MAX_FILE_BYTES, Job, JobFile, Position, frozen_map
 
 FORMAT = 1  # what a cached file holds; a new layout gets a new number
 _JOB_FIELDS = tuple(field.name for field in fields(Job))
@@ -29,7 +29,6 @@ _POSITION = _JOB_FIELDS.index("position")
 _job_values = operator.attrgetter(*_JOB_FIELDS)
 # The mapping fields (read-only views: marshal writes their dicts), by their default.
 _MAPPINGS = tuple(i for i, field in enumerate(fields(Job)) if field.default_factory is frozen_map)
-_LARGEST = 64 * 1024 * 1024  # a bigger job file is an error for the loader: never cached
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -61,10 +60,10 @@ def load(path: str, variables: Mapping[str, str], cache: str, keep: bool = True)
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as stream:
-            data = stream.read(_LARGEST + 1)
+            data = stream.read(MAX_FILE_BYTES + 1)
     except (OSError, ValueError):
         return None
-    return data if len(data) <= _LARGEST else None
+    return data if len(data) <= MAX_FILE_BYTES else None
 
 
 def _digest(data: bytes) -> bytes:

@@ -34,14 +34,14 @@ from yaml.resolver import Resolver
 from .errors import JobFileError, UsageError
 from .hashing import is_glob
 from .matrix import MatrixIndex, expansion_name
-from .model import NAME_PATTERN, Job, JobFile, Position, frozen_map, parse_duration
+from .model import MAX_FILE_BYTES, NAME_PATTERN, Job, JobFile, Position, frozen_map, parse_duration
 
 # libyaml parses about five times faster; the pure-Python parser is only a fallback.
 _PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PARSER_TAKES_BYTES = _PARSER is not yaml.SafeLoader
 
 # Limits that keep hostile or runaway files to a few seconds and a few hundred MB.
-MAX_BYTES = 64 * 1024 * 1024
+MAX_BYTES = MAX_FILE_BYTES
 MAX_NODES = 2_000_000  # YAML values parsed: about 2 s and 250 MB per million
 MAX_VISITS = 3_000_000  # values read along the schema, counting every alias use and expansion
 MAX_MERGE_DEPTH = 64

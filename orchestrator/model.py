@@ -10,6 +10,8 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+# The largest job file read: a bigger one is an error (loader) and never cached (jobcache).
+MAX_FILE_BYTES = 64 * 1024 * 1024
 _BLANKS = re.compile(r"[ \t]+")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
