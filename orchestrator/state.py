@@ -533,7 +533,18 @@ RUN_LOCKS = 1 << 56  # run locks lie above every job lock (JobLocks.offset: 7-by
 
 
 def run_lock_offset(run_id: str) -> int:
-    return RUN_LOCKS + int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=7).digest(), "big")
+    return RUN_LOCKS + JobLocks.offset(run_id)
+
+
+def _lock(fd: int, kind: int, offset: int, length: int = 1) -> bool:
+    """Take a record lock of `kind` without waiting: False when another process holds it."""
+    try:
+        fcntl.lockf(fd, kind | fcntl.LOCK_NB, length, offset)
+        return True
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
 
 
 def hold_run(locks: JobLocks, run_id: str) -> None:
@@ -543,7 +554,7 @@ def hold_run(locks: JobLocks, run_id: str) -> None:
     while jobs run, and by any run of the file; a recorded pid can be reused by another
     process. Best effort: without it (no fcntl locks there) a live run merely reads as killed."""
     try:
-        fcntl.lockf(locks.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, run_lock_offset(run_id))
+        _lock(locks.fd, fcntl.LOCK_EX, run_lock_offset(run_id))
     except OSError:
         pass
 
@@ -560,11 +571,11 @@ def live_runs(lock_file: str, run_ids: Iterable[str]) -> set[str]:
         for run_id in run_ids:
             offset = run_lock_offset(run_id)
             try:
-                fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, offset)
-            except OSError as error:
-                if error.errno in (errno.EAGAIN, errno.EACCES):
+                if not _lock(fd, fcntl.LOCK_SH, offset):
                     live.add(run_id)
-                continue
+                    continue
+            except OSError:
+                continue  # no record locks here: nothing can be told
             fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
     finally:
         os.close(fd)
@@ -692,13 +703,7 @@ class JobLocks:
         return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=7).digest(), "big")
 
     def _try(self, offset: int, length: int = 1) -> bool:
-        try:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, length, offset)
-            return True
-        except OSError as error:
-            if error.errno in (errno.EAGAIN, errno.EACCES):
-                return False
-            raise
+        return _lock(self.fd, fcntl.LOCK_EX, offset, length)
 
     def before(self, job: Job) -> JobResult | None:
         offset = self.offset(job.name)
