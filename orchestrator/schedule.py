@@ -21,7 +21,7 @@ def expected_durations(
     """Each job's expected seconds: its own record, else the median of all records, else 1
     unit; a job `--resume` skips takes none."""
     usable = {name: seconds for name, seconds in known.items() if seconds >= 0 and math.isfinite(seconds)}
-    fallback = median(list(usable.values())) if usable else UNIT
+    fallback = median(usable.values()) if usable else UNIT
     durations = {name: usable.get(name, fallback) for name in names}
     for name in resumed:
         if name in durations:
@@ -29,7 +29,7 @@ def expected_durations(
     return durations
 
 
-def median(values: Sequence[float]) -> float:
+def median(values: Iterable[float]) -> float:
     """The middle value (the mean of the two middle ones for an even count), as
     statistics.median: importing statistics (fractions, decimal) costs every run 5 ms."""
     ordered = sorted(values)
