@@ -66,6 +66,22 @@ def run_cli(*args, cwd=None, env=None, timeout=120, **kwargs) -> subprocess.Comp
     )
 
 
+# Runs the CLI in this interpreter, then says on stderr whether a module was ever imported.
+_WATCH_IMPORT = (
+    "import sys; from orchestrator.cli import main; code = main(sys.argv[2:]); name = sys.argv[1]; "
+    "print(name if name in sys.modules else 'no ' + name, file=sys.stderr); sys.exit(code)"
+)
+
+
+def run_watching(module, directory, *args, env=None) -> subprocess.CompletedProcess:
+    """`orchestrate run -f DIRECTORY/jobs.yaml ARGS` in one interpreter; the last line of its
+    stderr is `MODULE` if it imported that module, else `no MODULE`."""
+    full_env = {k: v for k, v in os.environ.items() if k not in OUTSIDE_VARIABLES}
+    full_env.update(env or {})
+    command = [sys.executable, "-c", _WATCH_IMPORT, module, "run", "-f", str(directory / "jobs.yaml"), *args]
+    return subprocess.run(command, cwd=directory, env=full_env, capture_output=True, text=True, timeout=60)
+
+
 def run_json(directory, *args):
     """Run jobs.yaml in `directory` through the CLI; each job's status (from the JSON report)
     and the names that ran, sorted (jobs that append their name to ran.log)."""

@@ -3,13 +3,11 @@ what the load depends on loads afresh; a broken cache never breaks a run."""
 
 import glob
 import os
-import subprocess
-import sys
 from dataclasses import fields
 from types import MappingProxyType
 
 import pytest
-from conftest import OUTSIDE_VARIABLES, TESTS, run_cli
+from conftest import TESTS, run_cli, run_watching
 
 from orchestrator import jobcache, loader
 from orchestrator.errors import JobFileError
@@ -47,22 +45,11 @@ def test_a_cached_file_equals_a_fresh_load_value_for_value(path, tmp_path):
         assert isinstance(cached.jobs[name].position, Position)
 
 
-def run_watching_yaml(directory, *args):
-    """The CLI in one interpreter; says on stderr whether PyYAML was imported."""
-    code = (
-        "import sys; from orchestrator.cli import main; code = main(sys.argv[1:]); "
-        "print('yaml' if 'yaml' in sys.modules else 'no yaml', file=sys.stderr); sys.exit(code)"
-    )
-    env = {k: v for k, v in os.environ.items() if k not in OUTSIDE_VARIABLES}
-    command = [sys.executable, "-c", code, "run", "-f", str(directory / "jobs.yaml"), "-o", "none", *args]
-    return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=60)
-
-
 def test_a_second_run_of_an_unchanged_file_does_not_import_pyyaml(tmp_path):
     (tmp_path / "jobs.yaml").write_text("jobs:\n  hello: {run: echo hi > out.txt}\n")
-    first = run_watching_yaml(tmp_path)
+    first = run_watching("yaml", tmp_path, "-o", "none")
     assert first.returncode == 0 and first.stderr.splitlines()[-1] == "yaml", first.stderr
-    second = run_watching_yaml(tmp_path)
+    second = run_watching("yaml", tmp_path, "-o", "none")
     assert second.returncode == 0 and second.stderr.splitlines()[-1] == "no yaml", second.stderr
     assert (tmp_path / "out.txt").read_text() == "hi\n"
 

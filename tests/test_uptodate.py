@@ -9,7 +9,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import child, run_cli, run_json, wait_for
+from conftest import child, run_cli, run_json, run_watching, wait_for
 
 from orchestrator.hashing import Hasher
 from orchestrator.model import Job
@@ -323,29 +323,15 @@ def test_two_concurrent_runs_build_each_job_once(tmp_path):
     assert run_json(tmp_path)[0] == {"slow": "up-to-date"}
 
 
-# Runs the CLI in this interpreter and says whether the engine (gevent) was ever imported.
-ENGINE_IMPORTED = (
-    "import sys; from orchestrator.cli import main; code = main(sys.argv[1:]); "
-    "print('engine' if 'gevent' in sys.modules else 'no engine', file=sys.stderr); sys.exit(code)"
-)
-
-
-def run_watching_imports(directory, *args, env=None):
-    full_env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS", "MAKEFLAGS")}
-    full_env.update(env or {})
-    command = [sys.executable, "-c", ENGINE_IMPORTED, "run", "-f", str(directory / "jobs.yaml"), *args]
-    return subprocess.run(command, cwd=directory, env=full_env, capture_output=True, text=True, timeout=60)
-
-
 def test_a_run_with_nothing_to_do_never_starts_the_engine(build):
     run_json(build)
-    result = run_watching_imports(build, env={"CI": "true"})
+    result = run_watching("gevent", build, env={"CI": "true"})
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
         "[1/3] up-to-date gen",
         "[2/3] up-to-date copy",
         "[3/3] up-to-date count",
-        "no engine",
+        "no gevent",
     ]
     assert "3 up-to-date" in result.stdout
     history = run_cli("history", "-f", build / "jobs.yaml", cwd=build)
@@ -353,10 +339,10 @@ def test_a_run_with_nothing_to_do_never_starts_the_engine(build):
     past = run_cli("report", "-f", build / "jobs.yaml", cwd=build)  # the latest run, rebuilt from state
     assert "3 up-to-date in" in past.stdout and past.stdout.count("up-to-date  ") == 3, past.stdout
     (build / "other.txt").write_text("changed\n")
-    rerun = run_watching_imports(build)
-    assert rerun.returncode == 0 and rerun.stderr.splitlines()[-1] == "engine"
+    rerun = run_watching("gevent", build)
+    assert rerun.returncode == 0 and rerun.stderr.splitlines()[-1] == "gevent"
     assert (build / "ran.log").read_text().split()[-1] == "count"
-    assert run_watching_imports(build).stderr.splitlines()[-1] == "no engine"
+    assert run_watching("gevent", build).stderr.splitlines()[-1] == "no gevent"
 
 
 def test_a_run_with_nothing_to_do_waits_for_a_run_remaking_one_of_its_jobs(tmp_path):
