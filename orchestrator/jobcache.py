@@ -20,7 +20,6 @@ from dataclasses import fields
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.logs import safe_file_name
 from orchestrator.model import MAX_FILE_BYTES, Job, JobFile, Position, frozen_map
 
 FORMAT = 1  # what a cached file holds; a new layout gets a new number
@@ -30,11 +29,6 @@ _job_values = operator.attrgetter(*_JOB_FIELDS)
 # The mapping fields (read-only views: marshal writes their dicts), by their default.
 _MAPPINGS = tuple(i for i, field in enumerate(fields(Job)) if field.default_factory is frozen_map)
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
-
-
-def cache_path(state_dir: str, job_file: str) -> str:
-    """`cache/FILE.marshal` in the run state folder."""
-    return os.path.join(state_dir, "cache", safe_file_name(os.path.basename(job_file)) + ".marshal")
 
 
 def load(path: str, variables: Mapping[str, str], cache: str, keep: bool = True) -> JobFile:

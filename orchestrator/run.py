@@ -59,7 +59,7 @@ def load_job_file(request: RunRequest, keep: bool = True) -> JobFile:
     (jobcache; `keep`: cache a fresh load), else loaded."""
     if request.data is None:
         home = os.path.dirname(os.path.abspath(request.file))
-        cache = jobcache.cache_path(state.state_directory(home, request.state_dir), request.file)
+        cache = state.cache_path(state.state_directory(home, request.state_dir), request.file)
         return jobcache.load(request.file, request.variables, cache, keep)
     from orchestrator.loader import load  # read from stdin: run once, as given
 

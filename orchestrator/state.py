@@ -55,6 +55,11 @@ def lock_path(state_dir: str, job_file: str) -> str:
     return os.path.join(state_dir, "locks", safe_file_name(os.path.basename(job_file)) + ".lock")
 
 
+def cache_path(state_dir: str, job_file: str) -> str:
+    """`cache/FILE.marshal`: the job file as the last run loaded it (jobcache)."""
+    return os.path.join(state_dir, "cache", safe_file_name(os.path.basename(job_file)) + ".marshal")
+
+
 def log_directory(state_dir: str, job_file: str) -> str:
     """`logs/FILE/`: two job files in one folder never share a log."""
     return os.path.join(state_dir, "logs", safe_file_name(os.path.basename(job_file)))
