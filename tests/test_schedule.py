@@ -2,11 +2,12 @@
 
 import heapq
 import itertools
+import json
 import statistics
 import time
 
 import pytest
-from conftest import run_cli
+from conftest import child, run_cli
 from fakes import FakeExecutor, jobs_of, make_engine
 from hypothesis import given
 from hypothesis import strategies as st
@@ -464,3 +465,27 @@ def test_an_unknown_schedule_is_a_usage_error(write_jobs):
     result = run_cli("run", write_jobs(ORDER_JOBS.format(order="x")), "--schedule", "fastest")
     assert result.returncode == 2
     assert "invalid choice: 'fastest' (choose from 'critical', 'file')" in result.stderr
+
+
+def test_a_second_run_starts_by_the_durations_the_first_measured(tmp_path, write_jobs):
+    # Run 1 knows nothing: one slot, file order. Run 2 knows what each took: the longest
+    # first; `new`, never seen, counts as the median known duration (mid's own, exactly),
+    # so it ties with mid and the file's order puts it first.
+    path = tmp_path / "order.txt"
+
+    def jobs(*names):
+        seconds = {"short": 0, "new": 0, "mid": 0.2, "long": 0.4}
+        lines = ["jobs:"]
+        for name in names:
+            run = f"{child('sleep', seconds[name])} && echo {name} >> {path}"
+            lines.append(f"  {name}: {{run: {json.dumps(run)}}}")
+        return write_jobs("\n".join(lines) + "\n")
+
+    def order(file):
+        path.unlink(missing_ok=True)
+        result = run_cli("run", file, "-j", "1")
+        assert result.returncode == 0, result.stderr
+        return path.read_text().split()
+
+    assert order(jobs("short", "mid", "long")) == ["short", "mid", "long"]
+    assert order(jobs("short", "new", "mid", "long")) == ["long", "new", "mid", "short"]
