@@ -17,6 +17,9 @@ from test_reliability import start_cli, wait_for
 
 pytest.importorskip("distributed")
 
+# Under pytest-xdist (`make test`), one worker runs this module: one cluster, not one a worker.
+pytestmark = pytest.mark.xdist_group("dask")
+
 SCHEDULER = [sys.executable, "-m", "dask", "scheduler"]
 WORKER = [sys.executable, "-m", "dask", "worker"]
 WORKER_THREADS = 4

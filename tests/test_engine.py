@@ -161,6 +161,7 @@ def test_each_job_gets_exactly_one_result_in_a_wide_dag():
         assert all(position[need] < position[j.name] for need in j.needs)
 
 
+@pytest.mark.serial  # a wall-clock bound on this process's work: no other test may load the cores
 @pytest.mark.slow
 @pytest.mark.no_cover  # a time bound: line tracing would measure the tracer
 def test_many_jobs_waiting_on_one_resource_cost_linear_time():

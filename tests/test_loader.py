@@ -366,6 +366,7 @@ def test_matrix_errors():
     assert where(err) == (1, 36) and "must be a string, number or boolean" in err.message
 
 
+@pytest.mark.serial  # a wall-clock bound on this process's work: no other test may load the cores
 def test_giant_matrix_is_refused_without_expanding():
     axes = ", ".join(f"K{i}: [a, b, c, d, e, f, g, h, i, j]" for i in range(10))
     started = time.perf_counter()
@@ -438,6 +439,7 @@ def test_merge_of_a_non_mapping():
     assert where(err) == (1, 54) and "<< must merge a mapping" in err.message
 
 
+@pytest.mark.serial  # a wall-clock bound on this process's work: no other test may load the cores
 def test_merge_bomb_is_read_once_per_anchor():
     # Each level merges the one below ten times: 10**9 merged keys if expanded naively.
     value = "&n0 {A: '1'}"
@@ -449,6 +451,7 @@ def test_merge_bomb_is_read_once_per_anchor():
     assert time.perf_counter() - started < 2
 
 
+@pytest.mark.serial  # a wall-clock bound on this process's work: no other test may load the cores
 def test_billion_laughs_is_refused_quickly():
     lines = ["jobs:", "  a:", "    run: make", "    tags: &l0 [" + ", ".join(["lol"] * 9) + "]"]
     for level in range(1, 10):
@@ -460,6 +463,7 @@ def test_billion_laughs_is_refused_quickly():
     assert where(err) == (5, 30) and "must be a string, got a list" in err.message
 
 
+@pytest.mark.serial  # a wall-clock bound on this process's work: no other test may load the cores
 @pytest.mark.no_cover  # a time bound: line tracing would measure the tracer
 def test_repeated_big_alias_hits_the_work_limit():
     names = ", ".join(f"t{i}" for i in range(1000))
@@ -710,6 +714,7 @@ def big_job_file(count: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.serial  # a wall-clock bound on this process's work: no other test may load the cores
 @pytest.mark.no_cover  # a time bound: line tracing would measure the tracer
 def test_100k_jobs_load_quickly():
     text = big_job_file(100_000)
@@ -765,6 +770,7 @@ def test_long_cycle_in_a_big_file_is_found():
     assert "-> ... (19,990 more) -> j2 -> j1 -> j0;" in err.message
 
 
+@pytest.mark.serial  # a wall-clock bound on this process's work: no other test may load the cores
 @pytest.mark.slow
 @pytest.mark.no_cover  # a time bound: line tracing would measure the tracer
 def test_50mb_file_is_refused_within_seconds(tmp_path):
@@ -777,6 +783,7 @@ def test_50mb_file_is_refused_within_seconds(tmp_path):
     assert "more than 2,000,000 YAML values" in caught.value.message
 
 
+@pytest.mark.serial  # a wall-clock bound on this process's work: no other test may load the cores
 def test_classic_billion_laughs_is_refused_quickly():
     lines = ['lol: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     lines += [f"l{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]" for n in range(1, 10)]

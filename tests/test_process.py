@@ -153,6 +153,7 @@ def test_missing_shell_is_command_not_found():
     assert result.exit_code == 127 and "/no/such/shell" in result.reason
 
 
+@pytest.mark.serial  # a wall-clock bound on this process's work: no other test may load the cores
 @pytest.mark.no_cover  # a time bound: line tracing would measure the tracer
 def test_hub_stays_responsive_while_a_job_floods_its_output():
     # A ticker asking for 5 ms sleeps runs from the first chunk of a 5 MiB flood: were the
