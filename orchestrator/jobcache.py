@@ -10,7 +10,6 @@ or a cache that cannot be read, means a fresh load, which the next run finds.
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import operator
 import os
@@ -20,6 +19,7 @@ from dataclasses import fields
 from typing import Any
 
 from orchestrator import __version__
+from orchestrator.hashing import blake2b
 from orchestrator.model import MAX_FILE_BYTES, Job, JobFile, Position, frozen_map
 
 FORMAT = 1  # what a cached file holds; a new layout gets a new number
@@ -61,7 +61,7 @@ def _read(path: str) -> bytes | None:
 
 
 def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return blake2b(data, digest_size=16).digest()
 
 
 def _file_digest(path: str) -> bytes | None:

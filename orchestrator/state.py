@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import operator
 import os
@@ -15,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from orchestrator.graph import order
+from orchestrator.hashing import blake2b
 from orchestrator.logs import safe_file_name
 from orchestrator.model import Job
 from orchestrator.results import Attempt, JobResult, RunSummary, Status, StopReason
@@ -43,7 +43,7 @@ _fingerprint_fields = operator.attrgetter(*FINGERPRINT_FIELDS)
 def fingerprint(job: Job) -> str:
     """A digest of the fields that decide what a job does (FINGERPRINT_FIELDS): one repr and
     one short blake2b a job, as 100,000 jobs must cost little at the start of every run."""
-    return hashlib.blake2b(repr(_fingerprint_fields(job)).encode(), digest_size=8).hexdigest()
+    return blake2b(repr(_fingerprint_fields(job)).encode(), digest_size=8).hexdigest()
 
 
 def state_directory(job_file_directory: str, override: str | None = None) -> str:
@@ -705,7 +705,7 @@ class JobLocks:
 
     @staticmethod
     def offset(name: str) -> int:
-        return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=7).digest(), "big")
+        return int.from_bytes(blake2b(name.encode(), digest_size=7).digest(), "big")
 
     def _try(self, offset: int, length: int = 1) -> bool:
         return _lock(self.fd, fcntl.LOCK_EX, offset, length)

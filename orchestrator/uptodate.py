@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from orchestrator.hashing import Hasher, Snapshot, is_glob
+from orchestrator.hashing import Hasher, Snapshot, blake2b, is_glob
 from orchestrator.model import Job, JobFile
 from orchestrator.results import JobResult, Status
 
@@ -124,7 +123,7 @@ def tracks_files(jobfile: JobFile, names: list[str]) -> bool:
 
 
 def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def command_digest(job: Job) -> str:
