@@ -9,6 +9,8 @@ workload taking turns within a round; the table shows the median seconds, the ra
 (a) 2000 jobs of `true` at -j8: an orchestrate job file; a Makefile of 2000 phony targets;
     a build.ninja of 2000 edges whose outputs are never created (so ninja reruns them every
     time); `xargs -P8 -n1 sh -c` over 2000 lines of `true`; GNU parallel when installed.
+    Targets: the speed issue's make's time, and issue 13's <= 1.8x make (the row's ratio
+    before the run state and the scheduler came).
 (b) a 5000-job DAG of `true` at -j8: 50 layers of 100, job i of layer L needs jobs i and
     (i+1)%100 of layer L-1; orchestrate, make and ninja.
 (c) one job printing 1 GiB (`head -c 1073741824 /dev/zero`): orchestrate with `-o none` and
@@ -315,7 +317,12 @@ def bench_trues(tmp, count, rounds):
         rows.append(Row(workload, f"parallel -j{JOBS}", error="not installed"))
     orchestrate, make = rows[0], rows[1]
     if orchestrate.median and make.median:
-        orchestrate.notes.append(f"target <= 1.00x make: {met(orchestrate.median <= make.median)}")
+        # The speed issue's goal (make's time) is bound by the children's CPU on 2 cores; issue
+        # 13 asks that the row keep the 1.8x it had before the run state and the scheduler.
+        ratio = orchestrate.median / make.median
+        orchestrate.notes.append(
+            f"target <= 1.00x make: {met(ratio <= 1.0)}; issue 13, <= 1.8x make: {met(ratio <= 1.8)}"
+        )
     return rows, jobfile
 
 
