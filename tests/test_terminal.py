@@ -137,6 +137,18 @@ def test_the_time_left_counts_down_while_a_long_job_runs_alone(write_jobs):
     assert b"running" not in output[last_clear:] and b"1 ok" in output[last_clear:]
 
 
+def test_a_time_left_of_nothing_is_not_shown():
+    """Once nothing is expected ahead (the last job just ended), the line says no `~0ms left`."""
+    for left, shown in ((0.0, None), (0.0004, None), (0.3, b"~300ms left"), (90.0, b"~1m30s left")):
+        status = terminal.StatusLine(1, width=lambda: 80, time_left=lambda left=left: left, tick=60)
+        line = status.redraw()
+        if shown is None:
+            assert b"left" not in line and line.endswith(b"[0/1] 0 running"), line
+        else:
+            assert shown in line, line
+        status.close()
+
+
 def test_the_status_line_ticks_through_the_reporter_until_the_run_ends():
     stream = Writes()
     lefts = iter(range(1000, 0, -1))
