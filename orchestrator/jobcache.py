@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import fields
+from importlib.machinery import PathFinder
 from typing import Any
 
 from orchestrator import __version__
@@ -73,16 +74,30 @@ def _file_digest(path: str) -> bytes | None:
         return None
 
 
-def _code_stamp() -> tuple[tuple[str, int, int], ...]:
-    """orchestrate's modules as they are now: an edited checkout never reads an old cache."""
-    with os.scandir(_PACKAGE) as entries:
+def _code_stamp() -> tuple[tuple[tuple[str, int, int], ...], ...]:
+    """orchestrate's modules and PyYAML's as they are now: an edited checkout or an
+    upgraded PyYAML never reads a cache the old code made."""
+    return tuple(_folder_stamp(folder) for folder in (_PACKAGE, _yaml_folder()))
+
+
+def _folder_stamp(folder: str) -> tuple[tuple[str, int, int], ...]:
+    with os.scandir(folder) as entries:
         return tuple(
             sorted(
                 (entry.name, (stat := entry.stat()).st_mtime_ns, stat.st_size)
                 for entry in entries
-                if entry.name.endswith(".py")
+                if entry.name.endswith((".py", ".so"))
             )
         )
+
+
+def _yaml_folder() -> str:
+    """Where `import yaml` would find PyYAML, found without importing it (that is the cost
+    the cache saves)."""
+    spec = PathFinder.find_spec("yaml")
+    if spec is None or not spec.submodule_search_locations:
+        raise OSError("PyYAML not found")
+    return str(spec.submodule_search_locations[0])
 
 
 def _key(path: str, data: bytes, variables: Mapping[str, str]) -> tuple[Any, ...] | None:

@@ -122,3 +122,25 @@ def test_the_key_names_what_the_load_depends_on(tmp_path):
     assert key != jobcache._key(str(path), data + b"\n", {})
     assert key != jobcache._key(str(path), data, {"A": "1"})
     assert key != jobcache._key(os.path.relpath(path), data, {})  # the path names it in messages
+
+
+def test_the_key_follows_orchestrate_and_pyyaml_as_installed(tmp_path, monkeypatch):
+    """An upgraded PyYAML (or an edited orchestrate) never reads a cache the old code made:
+    both packages' modules (name, mtime, size) are in the key, found without importing yaml."""
+    import importlib.util
+
+    yaml_folder = os.path.dirname(importlib.util.find_spec("yaml").origin)
+    assert jobcache._yaml_folder() == yaml_folder
+    path = tmp_path / "jobs.yaml"
+    path.write_text("jobs:\n  job: {run: 'true'}\n")
+    data = path.read_bytes()
+    orchestrate, pyyaml = tmp_path / "orchestrate", tmp_path / "yaml"
+    monkeypatch.setattr(jobcache, "_PACKAGE", str(orchestrate))
+    monkeypatch.setattr(jobcache, "_yaml_folder", lambda: str(pyyaml))
+    for folder in (orchestrate, pyyaml):
+        folder.mkdir()
+        (folder / "__init__.py").write_text("# version 1\n")
+    for folder in (orchestrate, pyyaml):
+        before = jobcache._key(str(path), data, {})
+        (folder / "__init__.py").write_text("# version 2, longer\n")
+        assert jobcache._key(str(path), data, {}) != before, folder
