@@ -724,11 +724,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     except JobFileError:
         pass
     run_info = {"job_file": record.job_file, "run_id": summary.run_id, "started": summary.started}
-    run_info["exit_code"] = record.exit_code if record.exit_code is not None else summary.exit_code
+    # A run with no end on record has no exit code yet (or never will): not its partial one.
+    ended = record.end is not None
+    run_info["exit_code"] = (
+        (record.exit_code if record.exit_code is not None else summary.exit_code) if ended else None
+    )
     for path in args.report_file:
         write_report_file(path, summary, run_info, needs)
     color = terminal.color_enabled(args.color, sys.stdout)
     print(render_table(summary, args.table_format, color=color, needs=needs))
+    if not ended:
+        state = "is still running" if record.running else "was killed before it ended"
+        finished = f"{len(summary.results)} of {len(record.selection)} jobs finished"
+        print(f"run {record.run_id} {state}: {finished}{' so far' if record.running else ''}")
     return 0
 
 

@@ -193,6 +193,17 @@ def test_history_tells_a_run_in_progress_from_a_killed_one(tmp_path, write_jobs)
     try:
         assert wait_for(started.exists, 20)
         assert _history_exits(jobs) == ["running", "killed"]
+        # `report` says so too, and a report file has no exit code yet, not a partial one.
+        live_id, killed_id = (
+            line.split()[0] for line in run_cli("history", "-f", jobs).stdout.splitlines()[2:4]
+        )
+        data = tmp_path / "live.json"
+        report = run_cli("report", "-f", jobs, "--report-file", data)
+        assert report.returncode == 0, report.stderr
+        assert f"run {live_id} is still running: 0 of 1 jobs finished so far" in report.stdout
+        assert json.loads(data.read_text())["exit_code"] is None
+        report = run_cli("report", "-f", jobs, "--run", killed_id)
+        assert f"run {killed_id} was killed before it ended: 0 of 1 jobs finished" in report.stdout
     finally:
         gate.touch()
         out, err = live.communicate(timeout=30)
