@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the store and the locks work without gevent too (a run with
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1  # PRAGMA user_version: a later issue migrates from here
+HASH_CHECKS = 1000  # cached hashes whose file is looked for, per run (all_hashes)
 KEEP_RUNS = 50  # runs kept per job file
 RECENT_DURATIONS = 5  # successful seconds kept per job, for the scheduler
 BUSY_MILLISECONDS = 10_000  # how long a write waits for another process's transaction
@@ -421,14 +422,32 @@ class StateStore:
 
         return {name: median(recent) for name, x in self.latest.items() if (recent := x.durations)}
 
-    def all_hashes(self) -> dict[str, tuple[int, int, int, str]]:
+    def all_hashes(self, forget_missing: bool = False) -> dict[str, tuple[int, int, int, str]]:
         """Every stored digest, path -> (size, mtime_ns, inode, digest), in one query: a run
-        looks its files up here rather than asking the thread once per file (issue 12)."""
+        looks its files up here rather than asking the thread once per file (issue 12).
+
+        `forget_missing` (a run, not a read-only look): the rows of up to HASH_CHECKS files
+        that no longer exist are deleted first, so the cache does not keep every path ever
+        hashed, which every run that tracks files reads whole. The files are a random sample,
+        so every row is checked in time at a bounded cost per run."""
 
         def query(connection: sqlite3.Connection) -> Any:
-            return connection.execute(
+            rows = connection.execute(
                 "SELECT path, size, mtime_ns, inode, digest FROM file_hashes"
             ).fetchall()
+            if not forget_missing or not rows:
+                return rows
+            import random  # only a run that tracks files gets here
+
+            paths = [row[0] for row in rows]
+            sample = paths if len(paths) <= HASH_CHECKS else random.sample(paths, HASH_CHECKS)
+            gone = {path for path in sample if not os.path.exists(path)}
+            if not gone:
+                return rows
+            with connection:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.executemany("DELETE FROM file_hashes WHERE path = ?", [(path,) for path in gone])
+            return [row for row in rows if row[0] not in gone]
 
         rows = self._call(self._safely, query, [])
         return {path: (size, mtime_ns, inode, digest) for path, size, mtime_ns, inode, digest in rows}

@@ -79,7 +79,7 @@ class StateBuildStore:
         self.store = store
         self.recorder = recorder
         self.made: dict[str, Record] = {}  # successes of this run, before their commit
-        self.hashes = store.all_hashes()
+        self.hashes = store.all_hashes(forget_missing=recorder is not None)
         self.new_hashes: list[tuple[str, int, int, int, str]] = []  # hashed, not yet stored
 
     def cached_hash(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:

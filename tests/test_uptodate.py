@@ -524,3 +524,41 @@ def test_the_no_op_decision_leaves_jobs_without_outputs_and_held_locks_to_the_en
     assert _nothing_to_do(build) is not None  # the lock is free again
     (build / "jobs.yaml").write_text(BUILD + "  plain:\n    run: echo plain\n")
     assert _nothing_to_do(build) is None  # a job without outputs always runs
+
+
+def _cached_paths(directory) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(directory / ".orchestrate" / "state.db") as connection:
+        return {os.path.basename(path) for (path,) in connection.execute("SELECT path FROM file_hashes")}
+
+
+def test_hashes_of_files_that_are_gone_are_forgotten_by_the_next_run_only(build):
+    old = time.time() - 100  # hashes of files modified this instant are not kept (racy)
+    for name in ("src.txt", "other.txt"):
+        os.utime(build / name, (old, old))
+    run_json(build)
+    assert {"src.txt", "other.txt"} <= _cached_paths(build)
+    (build / "other.txt").unlink()
+    explain(build)  # looks, never writes
+    assert "other.txt" in _cached_paths(build)
+    result = run_cli("run", "-f", build / "jobs.yaml", cwd=build)
+    assert result.returncode == 1 and "input missing: other.txt" in result.stdout, result.stdout
+    assert "other.txt" not in _cached_paths(build) and "src.txt" in _cached_paths(build)
+
+
+def test_a_run_looks_for_a_bounded_sample_of_the_cached_files(tmp_path, monkeypatch):
+    from orchestrator import state
+
+    store = state.StateStore(str(tmp_path), str(tmp_path / "jobs.yaml"), threaded=False)
+    store.begin("r1", [], [], 1.0)
+    (tmp_path / "kept").write_text("x")
+    rows = [(str(tmp_path / f"gone{i}"), 1, 1, 1, "d") for i in range(10)]
+    store.store_hashes([*rows, (str(tmp_path / "kept"), 1, 1, 1, "d")])
+    monkeypatch.setattr(state, "HASH_CHECKS", 4)
+    after = store.all_hashes(forget_missing=True)
+    assert len(after) in (7, 8) and str(tmp_path / "kept") in after  # 4 looked for; kept may be one
+    assert store.all_hashes() == after  # deleted from the database, not only from the answer
+    monkeypatch.setattr(state, "HASH_CHECKS", 1000)
+    assert list(store.all_hashes(forget_missing=True)) == [str(tmp_path / "kept")]
+    store.close()
