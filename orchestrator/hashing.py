@@ -8,8 +8,9 @@ import stat
 import time
 
 # hashlib's own blake2b, without hashlib: hashlib loads OpenSSL's libcrypto for its other
-# algorithms (~4 ms at every start), and orchestrate uses blake2b alone. Shared from here.
-from _blake2 import blake2b as blake2b
+# algorithms (~4 ms at every start), and orchestrate uses blake2b alone (here, in uptodate,
+# state and jobcache).
+from _blake2 import blake2b
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar

@@ -14,13 +14,13 @@ import marshal
 import operator
 import os
 import sys
+from _blake2 import blake2b  # hashlib's own, without OpenSSL (see hashing.py)
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from importlib.machinery import PathFinder
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.hashing import blake2b
 from orchestrator.model import MAX_FILE_BYTES, Job, JobFile, Position, frozen_map
 
 FORMAT = 1  # what a cached file holds; a new layout gets a new number

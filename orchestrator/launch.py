@@ -27,7 +27,6 @@ from orchestrator.results import RunSummary, StopReason
 from orchestrator.schedule import Forecast
 from orchestrator.supervisor import Supervisor
 from orchestrator.threads import quiet_thread_pool
-from orchestrator.uptodate import tracks_files
 
 SIGNAL_STOPS = {
     signal.SIGINT: StopReason.SIGINT,
@@ -101,7 +100,7 @@ def up_to_date_guard(
 ) -> Iterator[JobGuard | None]:
     """The engine's guard: the run state's job lock, then (once it is held) the up-to-date
     check, which hashes in a thread pool; just the lock when no job has inputs or outputs."""
-    if not tracks_files(jobfile, names):
+    if not jobfile.tracks_files(names):
         yield run_state.locks
         return
     from orchestrator.hashing import Hasher

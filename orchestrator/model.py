@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -144,3 +144,8 @@ class JobFile:
     @property
     def directory(self) -> str:
         return os.path.dirname(os.path.abspath(self.path))
+
+    def tracks_files(self, names: Iterable[str]) -> bool:
+        """Whether any of these jobs has inputs or outputs: else no up-to-date check is made
+        (and the rooms that make one are never imported)."""
+        return any(self.jobs[name].inputs or self.jobs[name].outputs for name in names)

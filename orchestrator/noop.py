@@ -7,12 +7,10 @@ import sys
 import time
 
 from orchestrator import graph, state
-from orchestrator.hashing import Hasher
 from orchestrator.makeflags import MakeFlags
 from orchestrator.model import JobFile
 from orchestrator.options import ProgressMode, RunRequest
 from orchestrator.results import JobResult, RunSummary, Status
-from orchestrator.uptodate import Checker, StateBuildStore
 
 
 def nothing_to_do(
@@ -34,6 +32,9 @@ def nothing_to_do(
     directory = state.state_directory(jobfile.directory, request.state_dir)
     if not os.path.exists(os.path.join(directory, "state.db")):
         return None
+    from orchestrator.hashing import Hasher  # only when every job has outputs
+    from orchestrator.uptodate import Checker, StateBuildStore
+
     order = graph.order(jobs, names)  # needs first: a job's check reads its needs' records
     fingerprints = {name: state.fingerprint(jobs[name]) for name in order}
     started, clock = time.time(), time.monotonic()

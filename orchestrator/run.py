@@ -7,8 +7,7 @@ import os
 import sys
 from typing import IO, Any
 
-from orchestrator import graph, jobcache, state, uptodate
-from orchestrator.hashing import Hasher
+from orchestrator import graph, jobcache, state
 from orchestrator.makeflags import parse_makeflags
 from orchestrator.model import JobFile
 from orchestrator.noop import nothing_to_do
@@ -89,6 +88,9 @@ def print_dry_run(
 def explain(jobfile: JobFile, names: list[str], state_dir: str | None = None) -> dict[str, str | None]:
     """Why each job (needs first) would run, or None when it is up to date; reads the state
     without recording a run."""
+    from orchestrator import uptodate  # and hashing: only for files that track files
+    from orchestrator.hashing import Hasher
+
     directory = state.state_directory(jobfile.directory, state_dir)
     store: state.StateStore | None = None
     builds: uptodate.BuildStore = uptodate.MemoryStore()  # no state yet: every job never ran
@@ -107,7 +109,7 @@ def explain(jobfile: JobFile, names: list[str], state_dir: str | None = None) ->
 
 def up_to_date_jobs(jobfile: JobFile, names: list[str], state_dir: str | None) -> frozenset[str]:
     """The jobs a run would find up to date (for -n)."""
-    if not uptodate.tracks_files(jobfile, names):
+    if not jobfile.tracks_files(names):
         return frozenset()
     return frozenset(name for name, reason in explain(jobfile, names, state_dir).items() if reason is None)
 

@@ -10,11 +10,11 @@ import os
 import sqlite3
 import sys
 import time
+from _blake2 import blake2b  # hashlib's own, without OpenSSL (see hashing.py)
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from orchestrator.graph import order
-from orchestrator.hashing import blake2b
 from orchestrator.logs import safe_file_name
 from orchestrator.model import Job
 from orchestrator.results import Attempt, JobResult, RunSummary, Status, StopReason

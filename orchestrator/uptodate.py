@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from _blake2 import blake2b  # hashlib's own, without OpenSSL (see hashing.py)
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from orchestrator.hashing import Hasher, Snapshot, blake2b, is_glob
-from orchestrator.model import Job, JobFile
+from orchestrator.hashing import Hasher, Snapshot, is_glob
+from orchestrator.model import Job
 from orchestrator.results import JobResult, Status
 
 if TYPE_CHECKING:  # state imports gevent; the decision logic does not need it
@@ -115,11 +116,6 @@ class StateBuildStore:
         if succeeded and self.recorder is not None:
             self.made[name] = Record(True, dict(detail), time.time())
             self.recorder.set_detail(name, dict(detail))
-
-
-def tracks_files(jobfile: JobFile, names: list[str]) -> bool:
-    """Whether any of these jobs has inputs or outputs: else no up-to-date check is made."""
-    return any(jobfile.jobs[name].inputs or jobfile.jobs[name].outputs for name in names)
 
 
 def _digest(text: str) -> str:
