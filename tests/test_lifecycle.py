@@ -9,7 +9,6 @@ import signal
 import struct
 import termios
 import time
-from dataclasses import replace
 
 import gevent
 import pytest
@@ -287,7 +286,7 @@ def test_a_guard_decides_before_a_job_runs_and_hears_how_it_ended():
     jobs = jobs_of(Job("done", "true"), Job("build", "true", needs=("done",)))
     executor, guard = FakeExecutor(), Guard()
     engine = make_engine(jobs, executor, jobs_limit=2)
-    engine.config = replace(engine.config, guard=guard)
+    engine.config = engine.config._replace(guard=guard)
     summary = engine.run()
     assert executor.started == ["build"]
     assert [(r.name, r.status) for r in summary.results] == [

@@ -330,7 +330,7 @@ def test_the_forecast_drives_the_status_line_in_a_real_run():
     assert 0 < lefts[0] <= 0.72 / 4 and lefts[-1] == 0.0
     assert all(b <= a + 1e-9 for a, b in itertools.pairwise(lefts))  # it only ever shrinks
     assert seen[0][0].startswith("[1/53] ~") and "ms left, " in seen[0][0]
-    assert seen[-1][0] == "[53/53] ~0ms left, 0 running"
+    assert seen[-1][0] == "[53/53] 0 running"  # nothing ahead: no time left shown
 
 
 # ---------------------------------------------------------------- in the engine (fake executor)
