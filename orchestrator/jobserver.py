@@ -14,10 +14,9 @@ import fcntl
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import gevent
 from gevent.event import Event
@@ -193,7 +192,7 @@ class Server:
 
     def __init__(self, slots: int):
         self.slots = max(1, slots)
-        self.directory = tempfile.mkdtemp(prefix="orchestrate-jobserver-")
+        self.directory = _private_directory("orchestrate-jobserver-")
         self.path = os.path.join(self.directory, "fifo")
         fds: list[int] = []
         try:
@@ -232,6 +231,25 @@ class Server:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _private_directory(prefix: str) -> str:
+    """A new folder that only we may use, in $TMPDIR or /tmp, as tempfile.mkdtemp makes one:
+    importing tempfile (and random) cost every start ~2 ms; it is the way out when that
+    folder cannot be written."""
+    parent = os.environ.get("TMPDIR") or "/tmp"
+    for _ in range(10):
+        path = os.path.join(parent, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+        except OSError:
+            break
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=prefix)
+
+
 def _replace_jobs_options(text: str, ours: list[str]) -> str:
     words = text.split()
     split = words.index("--") if "--" in words else len(words)
@@ -243,8 +261,7 @@ def _replace_jobs_options(text: str, ours: list[str]) -> str:
     return " ".join([letters, *kept, *ours, *overrides])  # empty letters: the leading space make expects
 
 
-@dataclass
-class JobSlots:
+class JobSlots(NamedTuple):
     """How this run gets its job slots, and what its jobs get to share them.
 
     `gate`: the slot gate the engine holds around each job; `pool_size`: the engine's -j

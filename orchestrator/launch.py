@@ -8,8 +8,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import gevent
 
@@ -35,8 +35,7 @@ SIGNAL_STOPS = {
 }
 
 
-@dataclass
-class RunState:
+class RunState(NamedTuple):
     """The run's state: the store (None without state), its job locks, where logs go, the
     jobs' fingerprints and what --resume skips."""
 

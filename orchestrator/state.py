@@ -11,7 +11,7 @@ import sqlite3
 import sys
 import time
 from _blake2 import blake2b  # hashlib's own, without OpenSSL (see hashing.py)
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from orchestrator.graph import order
@@ -353,13 +353,13 @@ class StateStore:
         self._safely(commit)
 
     # -- the hub's side --
-    def begin(self, run_id: str, selection: Iterable[str], arguments: list[str], start: float) -> None:
+    def begin(self, run_id: str, selection: Iterable[str], arguments: Sequence[str], start: float) -> None:
         """Record the run, prune old runs, and read what is on record about this file's jobs."""
         self.run_row = (*self._run_fields(run_id, selection, arguments, start), None, None, None)
         self.latest = self._call(self._safely, self._begin, {})
 
     def _run_fields(
-        self, run_id: str, selection: Iterable[str], arguments: list[str], start: float
+        self, run_id: str, selection: Iterable[str], arguments: Sequence[str], start: float
     ) -> tuple[Any, ...]:
         """A run's row up to its start; its end, stop reason and exit code follow."""
         return (run_id, self.job_file, _encode_json(list(selection)), _encode_json(arguments), start)
@@ -474,7 +474,7 @@ class StateStore:
         self,
         summary: RunSummary,
         selection: Iterable[str],
-        arguments: list[str],
+        arguments: Sequence[str],
         statements: Statements,
         hashes: Iterable[tuple[str, int, int, int, str]] = (),
     ) -> None:

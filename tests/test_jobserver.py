@@ -332,3 +332,22 @@ def test_engine_gives_tokens_back_after_a_failure(policy):
         gate.close()
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_the_jobserver_folder_is_private_and_made_even_where_tmpdir_cannot_be_written(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    made = jobserver._private_directory("orchestrate-jobserver-")
+    assert os.path.dirname(made) == str(tmp_path) and os.path.basename(made).startswith(
+        "orchestrate-jobserver-"
+    )
+    assert os.stat(made).st_mode & 0o777 == 0o700
+    assert jobserver._private_directory("orchestrate-jobserver-") != made  # a new one each time
+    monkeypatch.setenv("TMPDIR", "/proc")  # not even root can make a folder there
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile looks again, as in a fresh process
+    elsewhere = jobserver._private_directory("orchestrate-jobserver-")
+    try:
+        assert os.path.isdir(elsewhere) and not elsewhere.startswith("/proc")
+    finally:
+        os.rmdir(elsewhere)
