@@ -119,6 +119,17 @@ def wait_for(predicate, seconds=20.0) -> bool:
     return False
 
 
+@pytest.fixture(autouse=True)
+def _fresh_hub_clock():
+    """libev counts a timer from the time of its loop's last turn. A hub made in this process
+    but not yet turning (a gevent object made by an earlier test, then only CLI runs in
+    subprocesses for seconds) would fire a test's `timeout=5` at once, as it did under
+    pytest-xdist, where tests run in another order."""
+    import gevent
+
+    gevent.get_hub().loop.update_now()
+
+
 @pytest.fixture
 def write_jobs(tmp_path):
     """Write a job file into tmp_path and return its path."""
