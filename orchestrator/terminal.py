@@ -142,9 +142,10 @@ class StatusLine(RunListener):
 
     def text(self) -> str:
         line = f"[{self.done}/{self.total}]"
-        left = describe_seconds(self.time_left()) if self.time_left is not None else "0ms"
-        if left != "0ms":  # nothing expected ahead: the run is about to end, say nothing
-            line += f" ~{left} left,"
+        if self.time_left is not None:
+            left = describe_seconds(self.time_left())
+            if left != "0ms":  # nothing expected ahead: the run is about to end, say nothing
+                line += f" ~{left} left,"
         line += f" {len(self.running)} running"
         if self.running:
             line += ": " + ", ".join(self.running)
