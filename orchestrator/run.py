@@ -116,14 +116,16 @@ def up_to_date_jobs(jobfile: JobFile, names: list[str], state_dir: str | None) -
 
 def dry_run_resumed(jobfile: JobFile, names: list[str], request: RunRequest) -> frozenset[str]:
     """What `--resume` would skip, read without recording a run."""
-    directory = state.state_directory(jobfile.directory, request.state_dir)
-    if not request.resume or not os.path.exists(os.path.join(directory, "state.db")):
+    if not request.resume:
         return frozenset()
+    directory = state.state_directory(jobfile.directory, request.state_dir)
     store = state.StateStore(directory, request.file, threaded=False)  # no hub to protect
     try:
-        latest = store.read()
+        latest = store.read()  # nothing when there is no state.db yet
     finally:
         store.close()
+    if not latest:
+        return frozenset()
     fingerprints = {name: state.fingerprint(jobfile.jobs[name]) for name in names}
     return state.resumed_jobs(latest, jobfile.jobs, names, fingerprints)
 
