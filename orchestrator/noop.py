@@ -68,7 +68,7 @@ def nothing_to_do(
                     fingerprints,
                     summary.results,
                     {},
-                    {},
+                    state.RecentDurations(store.latest),
                 ),
                 builds.new_hashes,
             )

@@ -10,7 +10,7 @@ from gevent.event import Event
 
 from orchestrator.listeners import RunListener
 from orchestrator.results import JobResult, RunSummary
-from orchestrator.state import JobLocks, Statements, StateStore, result_statements
+from orchestrator.state import JobLocks, RecentDurations, Statements, StateStore, result_statements
 
 
 class StateRecorder(RunListener):
@@ -35,7 +35,7 @@ class StateRecorder(RunListener):
         self.locks = locks
         self.pending: list[JobResult] = []
         self.details: dict[str, dict[str, Any]] = {}
-        self.durations = {name: list(x.durations) for name, x in store.latest.items()} if store else {}
+        self.durations = RecentDurations(store.latest if store is not None else {})
         self.queue: list[tuple[Statements, list[str]]] = []
         self.writer: gevent.Greenlet[..., None] | None = None
         self.closing = Event()

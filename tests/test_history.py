@@ -56,7 +56,7 @@ def test_the_hash_cache_keeps_the_last_digest_of_each_path(tmp_path):
 
 def test_a_recorded_run_reads_back_as_it_ended_whatever_rows_its_results_took(tmp_path):
     from orchestrator.results import Attempt, RunSummary
-    from orchestrator.state import result_statements
+    from orchestrator.state import RecentDurations, result_statements
 
     results = [
         JobResult(
@@ -78,7 +78,13 @@ def test_a_recorded_run_reads_back_as_it_ended_whatever_rows_its_results_took(tm
     names = [result.name for result in results]
     store = StateStore(str(tmp_path), str(tmp_path / "jobs.yaml"), threaded=False)
     statements = result_statements(
-        store.job_file, "r1", {n: i for i, n in enumerate(names)}, dict.fromkeys(names, "f"), results, {}, {}
+        store.job_file,
+        "r1",
+        {n: i for i, n in enumerate(names)},
+        dict.fromkeys(names, "f"),
+        results,
+        {},
+        RecentDurations({}),
     )
     store.record_finished_run(summary, names, ["run"], statements)
     _, back = store.summary("r1")

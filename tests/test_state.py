@@ -302,6 +302,19 @@ def test_expected_durations_come_from_recent_successes(tmp_path, write_jobs):
     store.close()
 
 
+def test_a_job_keeps_its_recent_durations_across_runs_up_to_the_limit(tmp_path, write_jobs):
+    from orchestrator.state import RECENT_DURATIONS, StateStore
+
+    jobs = write_jobs(f"jobs:\n  quick: {{run: {json.dumps(child('exit', 0))}}}\n  idle: {{run: 'false'}}\n")
+    for _ in range(RECENT_DURATIONS + 2):
+        assert run_cli("run", jobs, "--keep-going").returncode == 1
+    store = StateStore(str(tmp_path / ".orchestrate"), jobs, threaded=False)
+    latest = store.read()
+    store.close()
+    assert len(latest["quick"].durations) == RECENT_DURATIONS  # the oldest two went
+    assert latest["idle"].durations == ()  # a failure measures nothing
+
+
 def test_two_runs_creating_the_state_at_once_both_keep_it(tmp_path, write_jobs):
     # Switching a new database to WAL takes a lock SQLite's busy timeout does not wait for:
     # without waiting for it, one run in three went on without run state here.

@@ -109,13 +109,15 @@ def _record_a_success(jobs: str, name: str, seconds: float) -> None:
     """Put on record that job `name` of `jobs` succeeded in `seconds`, as a run of it would
     (test_state checks that runs record their durations; here no run has to take them)."""
     from orchestrator.loader import load
-    from orchestrator.state import StateStore, fingerprint, result_statements
+    from orchestrator.state import RecentDurations, StateStore, fingerprint, result_statements
 
     summary = RunSummary([JobResult(name, Status.OK, exit_code=0, start=1.0, end=1.0 + seconds)])
     summary.run_id, summary.started, summary.elapsed = "seeded", 1.0, seconds
     store = StateStore(os.path.join(os.path.dirname(jobs), ".orchestrate"), jobs, threaded=False)
     fingerprints = {name: fingerprint(load(jobs).jobs[name])}
-    statements = result_statements(store.job_file, "seeded", {name: 0}, fingerprints, summary.results, {}, {})
+    statements = result_statements(
+        store.job_file, "seeded", {name: 0}, fingerprints, summary.results, {}, RecentDurations({})
+    )
     store.record_finished_run(summary, [name], ["run"], statements)
     store.close()
 
