@@ -79,16 +79,24 @@ def _excluded(jobs: Mapping[str, Job], names: Iterable[str], tags: Iterable[str]
 
 def order(jobs: Mapping[str, Job], names: Iterable[str]) -> list[str]:
     """A valid run order of the selected jobs: round by round as they could start (needs
-    first), each round in file order. The loader has ruled out cycles (with graphlib);
-    walking the Plan takes half the time of a second graphlib sort on 100,000 jobs."""
+    first), each round in file order. The loader has ruled out cycles (with graphlib).
+    Counting the Plan's needs down right here takes half the time of calling Plan.finish,
+    which also tracks skips and sorts every release (100,000 jobs, the bench's (d): 0.3
+    against 0.6 s; a second graphlib sort took 0.65 s)."""
     plan = Plan(jobs, names)
+    waiting_on, dependents, position = plan.waiting_on, plan.dependents, plan.index.__getitem__
     ordered, ready = [], plan.initially_ready()
     while ready:
         ordered += ready
-        ready = sorted(
-            (dependent for name in ready for dependent in plan.finish(name, True)[0]),
-            key=plan.index.__getitem__,
-        )
+        released = []
+        for name in ready:
+            for dependent in dependents[name]:
+                waiting_on[dependent] -= 1
+                if not waiting_on[dependent]:
+                    released.append(dependent)
+        if len(released) > 1:
+            released.sort(key=position)
+        ready = released
     if len(ordered) != len(plan.names):
         raise ValueError("dependency cycle among the selected jobs")
     return ordered
@@ -107,11 +115,14 @@ class Plan:
         self.index = {name: i for i, name in enumerate(self.names)}
         self.waiting_on: dict[str, int] = {}
         self.dependents: dict[str, list[str]] = {name: [] for name in self.names}
+        index, waiting_on, dependents = self.index, self.waiting_on, self.dependents
         for name in self.names:
-            needs = [need for need in jobs[name].needs if need in self.index]
-            self.waiting_on[name] = len(needs)
-            for need in needs:
-                self.dependents[need].append(name)
+            count = 0
+            for need in jobs[name].needs:
+                if need in index:  # a need left out of the selection is not waited for
+                    dependents[need].append(name)
+                    count += 1
+            waiting_on[name] = count
         self.finished_names: set[str] = set()
 
     def initially_ready(self) -> list[str]:
