@@ -459,6 +459,7 @@ class _Reader:
         self.defaults: dict[str, Any] = {}
         self.base_env: dict[str, str] = {}
         self.drafts: dict[str, _Draft] = {}
+        self.makes_outputs = False  # whether any job has outputs (else no job's inputs are made)
         self.names = MatrixIndex()  # every job and matrix expansion, for resolving needs
         self.anchored: set[int] = set()  # id(value) of collections that aliases may share
         # (job, need) -> the input that made it: its node and its path with variables replaced
@@ -578,15 +579,17 @@ class _Reader:
             env = self.job_env(dotenv, own_env or {})
         needs = self.read_needs(entries["needs"][1], owner) if "needs" in entries else ()
         fields["position"] = Position(key.line + 1, key.column + 1)
-        paths: Mapping[str, tuple[_Node, ...]] = {
-            field: entries[field][1].value for field in ("inputs", "outputs") if field in entries
-        } or _EMPTY
+        paths: Mapping[str, tuple[_Node, ...]] = _EMPTY
+        if "inputs" in entries or "outputs" in entries:  # job-only keys: never from defaults
+            paths = {field: entries[field][1].value for field in ("inputs", "outputs") if field in entries}
+            self.makes_outputs = self.makes_outputs or "outputs" in entries
         if "matrix" in entries:
             axes = self.read_matrix(entries["matrix"][1], owner)
             self.expand(name, fields, env, needs, axes, paths)
         else:
             fields["env"] = frozen_shared_env if env is shared_env else frozen_map(env)
-            self.expand_paths(fields, paths, fields["env"], name)
+            if paths:
+                self.expand_paths(fields, paths, fields["env"], name)
             self.drafts[name] = _Draft(fields, needs, paths)
             self.names.add(name, _EMPTY)
 
@@ -699,7 +702,7 @@ class _Reader:
 
     def resolve_jobs(self) -> dict[str, Job]:
         jobs = {}
-        made_by = self.output_makers()
+        made_by = self.output_makers() if self.makes_outputs else {}
         for name, draft in self.drafts.items():
             needs: list[str] = []
             for node in draft.needs:
