@@ -185,6 +185,6 @@ def _decode(payload: tuple[Any, ...]) -> JobFile:
         for index in _MAPPINGS:
             values[index] = mapping(values[index])
         values[_POSITION] = Position(*values[_POSITION])
-        job = Job.from_fields(dict(zip(_JOB_FIELDS, values, strict=True)))
+        job = Job(*values)
         jobs[job.name] = job
     return JobFile(path, frozen_map(jobs), mapping(env), mapping(resources), version)

@@ -711,7 +711,7 @@ class _Reader:
                 needs.extend(found)
             if made_by:
                 needs.extend(self.input_makers(name, draft, made_by))
-            jobs[name] = Job.from_fields({**draft.fields, "name": name, "needs": tuple(dict.fromkeys(needs))})
+            jobs[name] = Job(name=name, needs=tuple(dict.fromkeys(needs)), **draft.fields)
             draft.fields = _EMPTY  # the Job holds them now; a cycle report needs only the needs
         return jobs
 

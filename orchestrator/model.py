@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -129,34 +129,6 @@ class Job:
             if words:
                 return words
         return (*(self.shell or ("/bin/sh", "-c")), self.run)
-
-    @classmethod
-    def from_fields(cls, values: Mapping[str, Any]) -> Job:
-        """`Job(**values)` in half the time, for the loader and the job-file cache: a frozen
-        dataclass's __init__ sets each of the 19 fields through object.__setattr__, about
-        5 us a job, half a second of a 100,000-job file. The instance is the one __init__
-        would make (every field set, in field order); anything __init__ would refuse goes
-        to __init__ to say so."""
-        if not (values.keys() <= _JOB_DEFAULTS.keys() and values.keys() >= _JOB_REQUIRED):
-            return cls(**values)
-        job = object.__new__(cls)
-        attributes = job.__dict__  # a frozen dataclass refuses setattr, not its own __dict__
-        attributes.update(_JOB_DEFAULTS)
-        attributes.update(values)
-        return job
-
-
-def _default(each: Field[Any]) -> Any:
-    """A field's default value; None for a required field (from_fields always replaces it)."""
-    if each.default_factory is not MISSING:
-        return each.default_factory()
-    return None if each.default is MISSING else each.default
-
-
-_JOB_DEFAULTS: dict[str, Any] = {each.name: _default(each) for each in fields(Job)}  # in field order
-_JOB_REQUIRED = frozenset(
-    each.name for each in fields(Job) if each.default is MISSING and each.default_factory is MISSING
-)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
-import re
 import textwrap
 import time
 import tracemalloc
@@ -24,7 +23,7 @@ import yaml
 from orchestrator import loader
 from orchestrator.errors import JobFileError, UsageError
 from orchestrator.loader import load, load_text
-from orchestrator.model import Job, JobFile, Position, frozen_map, parse_duration
+from orchestrator.model import Job, JobFile, Position, parse_duration
 
 PATH = "/project/ci/jobs.yaml"
 FOLDERS = Path(__file__).parent / "loader"
@@ -94,28 +93,6 @@ def test_unset_keys_take_the_model_defaults():
     assert (job.cwd, job.allow_failure, job.tags) == (None, False, ())
     assert (job.description, job.shell) == ("", None)
     assert dict(job.env) == {} and dict(job.matrix) == {}
-
-
-def test_job_from_fields_makes_what_job_init_makes():
-    """The loader and the job-file cache build jobs with Job.from_fields (faster than the
-    frozen dataclass's __init__): the same job, as frozen, and the same refusals."""
-    values = {
-        "name": "a",
-        "run": "make",
-        "needs": ("b",),
-        "env": frozen_map({"A": "1"}),
-        "position": Position(2, 3),
-    }
-    made, built = Job(**values), Job.from_fields(values)
-    assert built == made and repr(built) == repr(made) and list(vars(built)) == list(vars(made))
-    assert built.argv == ("make",)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        built.run = "other"  # type: ignore[misc]
-    for bad in ({"name": "a"}, {"name": "a", "run": "x", "deps": ("b",)}):
-        with pytest.raises(TypeError) as refused:
-            Job(**bad)
-        with pytest.raises(TypeError, match=re.escape(str(refused.value))):
-            Job.from_fields(bad)
 
 
 def test_position_is_the_job_key():
